@@ -1,0 +1,14 @@
+//! Route handlers, one module per resource.
+
+pub mod buckets;
+pub mod health;
+pub mod namespaces;
+pub mod objects;
+pub mod tasks;
+
+use std::sync::Arc;
+
+use crate::AppState;
+
+/// The shared state as handlers receive it.
+pub type AppStateRef = axum::extract::State<Arc<AppState>>;

@@ -1,0 +1,113 @@
+//! The HTTP layer: routes, extractors, the error envelope and pagination envelopes.
+//!
+//! Handlers are thin: they take the resolved caller and the parsed request, call one service
+//! function and wrap its answer. Every route sits under `/v1` except `/openapi.json`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod handlers;
+pub mod pagination;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::Error;
+use handlers::{buckets, health, namespaces, objects, tasks};
+
+/// Builds the router of the whole API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/health", get(health::health))
+        .route("/health/liveness", get(health::liveness))
+        .route("/health/readiness", get(health::readiness))
+        .route("/me", get(health::me))
+        .route("/namespaces", post(namespaces::create).get(namespaces::list_get))
+        .route("/namespaces/list", post(namespaces::list))
+        .route(
+            "/namespaces/{namespace}",
+            get(namespaces::get)
+                .put(namespaces::update)
+                .patch(namespaces::patch)
+                .delete(namespaces::delete),
+        )
+        .route("/namespaces/{namespace}/stats", get(namespaces::stats))
+        .route("/buckets", post(buckets::create).get(buckets::list_get))
+        .route("/buckets/list", post(buckets::list))
+        .route(
+            "/buckets/{bucket}",
+            get(buckets::get).put(buckets::update).patch(buckets::patch).delete(buckets::delete),
+        )
+        .route("/buckets/{bucket}/objects", post(objects::create).get(objects::list_get))
+        .route("/buckets/{bucket}/objects/batch", post(objects::create_batch))
+        .route("/buckets/{bucket}/objects/list", post(objects::list))
+        .route("/buckets/{bucket}/objects/bulk-soft-delete", post(objects::bulk_soft_delete))
+        .route(
+            "/buckets/{bucket}/objects/{object}",
+            get(objects::get).put(objects::update).patch(objects::patch).delete(objects::delete),
+        )
+        .route("/tasks/list", post(tasks::list))
+        .route("/tasks/{task}", get(tasks::get).delete(tasks::kill));
+
+    Router::new()
+        .nest("/v1", v1)
+        .route("/openapi.json", get(health::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), request_span))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Error {
+    Error::not_found("route", uri.path())
+}
+
+async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}
+
+/// Wraps each request in a span that carries the route template and, once resolved, the
+/// organization and namespace; logs one line per request.
+async fn request_span(
+    State(_state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        http.method = %method,
+        http.route = %route,
+        org = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        tracing::info!(http.status = status, elapsed_ms, "request finished");
+    });
+    response
+}
+
+/// The OpenAPI document: `openapi.yaml`, compiled into the binary and served as JSON.
+///
+/// # Errors
+///
+/// Fails only if the compiled-in document is not valid YAML, which a test rules out.
+pub fn openapi_document() -> Result<serde_json::Value, String> {
+    serde_norway::from_str(include_str!("../../openapi.yaml")).map_err(|e| e.to_string())
+}

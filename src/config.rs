@@ -1,0 +1,252 @@
+//! Settings, read from flags and environment variables and checked once at start-up.
+//!
+//! Every setting arrives as a string and is parsed here, so that a bad value stops the start
+//! with one line that names the variable, instead of a parser's multi-line usage text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// The settings every subcommand shares: where the metadata lives and how to log.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Directory for the embedded SQLite database and local blobs.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Metadata store: `sqlite:PATH` or `postgres://…`; default SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Tracing filter, e.g. `info` or `sluice=debug,sqlx=warn`.
+    #[arg(long, env = "SLUICE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// The settings of `sluice serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: String,
+
+    /// Blob store: `file:PATH`; default files under the data directory.
+    #[arg(long, env = "SLUICE_STORAGE_URL", hide_env_values = true)]
+    pub storage_url: Option<String>,
+
+    /// API key that a first start creates instead of a random one (`sk_…`).
+    #[arg(long, env = "SLUICE_BOOTSTRAP_API_KEY", hide_env_values = true)]
+    pub bootstrap_api_key: Option<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value = "33554432")]
+    pub max_body_bytes: String,
+
+    /// Largest inline blob (base64 or data URI, decoded) accepted, in bytes.
+    #[arg(long, env = "SLUICE_MAX_INLINE_BLOB_BYTES", default_value = "16777216")]
+    pub max_inline_blob_bytes: String,
+
+    /// Most connections the metadata store pool opens.
+    #[arg(long, env = "SLUICE_DB_MAX_CONNECTIONS", default_value = "32")]
+    pub db_max_connections: String,
+}
+
+/// A setting that could not be used, naming the variable it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        Self { variable, message: message.into() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Limits on what one request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_inline_blob_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 32 << 20, max_inline_blob_bytes: 16 << 20 }
+    }
+}
+
+/// Where metadata lives and how to log: what every subcommand needs.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub max_connections: u32,
+}
+
+/// The checked configuration of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub storage_url: String,
+    pub bootstrap_api_key: Option<String>,
+    pub limits: Limits,
+}
+
+impl CommonArgs {
+    /// Checks the shared settings.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first setting that cannot be used.
+    pub fn store_config(&self, max_connections: u32) -> Result<StoreConfig, ConfigError> {
+        let database_url = match &self.database_url {
+            None => format!("sqlite:{}", self.data_dir.join("sluice.db").display()),
+            Some(url) if url.starts_with("sqlite:") || is_postgres_url(url) => url.clone(),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "expected a sqlite: or postgres:// URL",
+                ));
+            }
+        };
+        Ok(StoreConfig { data_dir: self.data_dir.clone(), database_url, max_connections })
+    }
+
+    /// Checks the log format setting.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error naming `SLUICE_LOG_FORMAT` for anything but `text` or `json`.
+    pub fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.log_format.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(ConfigError::new(
+                "SLUICE_LOG_FORMAT",
+                format!("expected text or json, got {other:?}"),
+            )),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Checks every setting of `serve`.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first setting that cannot be used.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let listen = self.listen.parse().map_err(|_| {
+            ConfigError::new("SLUICE_LISTEN", format!("expected HOST:PORT, got {:?}", self.listen))
+        })?;
+        let max_connections = parse_number("SLUICE_DB_MAX_CONNECTIONS", &self.db_max_connections)?;
+        let store = self.common.store_config(max_connections)?;
+
+        let storage_url = match &self.storage_url {
+            None => format!("file:{}", self.common.data_dir.join("blobs").display()),
+            Some(url) if url.starts_with("file:") => url.clone(),
+            Some(_) => {
+                return Err(ConfigError::new("SLUICE_STORAGE_URL", "expected a file: URL"));
+            }
+        };
+        if let Some(key) = &self.bootstrap_api_key {
+            check_api_key_shape(key)?;
+        }
+
+        let limits = Limits {
+            max_body_bytes: parse_number("SLUICE_MAX_BODY_BYTES", &self.max_body_bytes)?,
+            max_inline_blob_bytes: parse_number(
+                "SLUICE_MAX_INLINE_BLOB_BYTES",
+                &self.max_inline_blob_bytes,
+            )?,
+        };
+        self.common.log_format()?;
+        Ok(Config {
+            listen,
+            store,
+            storage_url,
+            bootstrap_api_key: self.bootstrap_api_key.clone(),
+            limits,
+        })
+    }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn parse_number<T: std::str::FromStr + PartialOrd + From<u8>>(
+    variable: &'static str,
+    raw: &str,
+) -> Result<T, ConfigError> {
+    match raw.trim().parse::<T>() {
+        Ok(n) if n > T::from(0) => Ok(n),
+        _ => Err(ConfigError::new(variable, format!("expected a positive integer, got {raw:?}"))),
+    }
+}
+
+fn check_api_key_shape(key: &str) -> Result<(), ConfigError> {
+    let body = key.strip_prefix("sk_").unwrap_or("");
+    let ok = body.len() >= 16
+        && body.len() <= 128
+        && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "SLUICE_BOOTSTRAP_API_KEY",
+            "expected sk_ followed by 16 to 128 letters, digits, '_' or '-'",
+        ))
+    }
+}
+
+/// Returns the URL with any password replaced, fit for a log line.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("sqlite:./data/x.db"), "sqlite:./data/x.db");
+    }
+
+    #[test]
+    fn bootstrap_key_shape_is_checked() {
+        assert!(check_api_key_shape("sk_0123456789abcdef").is_ok());
+        assert!(check_api_key_shape("sk_short").is_err());
+        assert!(check_api_key_shape("pk_0123456789abcdef").is_err());
+    }
+}

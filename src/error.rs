@@ -1,0 +1,71 @@
+//! The one error type of the service layer. The HTTP layer maps each variant to a status and
+//! the contract's error envelope in one place (`api::error`).
+
+use crate::model::FieldError;
+use crate::store::StoreError;
+
+/// Why a request could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The resource does not exist or belongs to another tenant; both answer the same.
+    #[error("{resource} {id:?} not found")]
+    NotFound { resource: &'static str, id: String },
+
+    /// The request conflicts with the current state, e.g. a name already taken.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+
+    /// A field of the request is invalid.
+    #[error("{}: {}", .0.field, .0.message)]
+    Invalid(FieldError),
+
+    /// The request cannot be understood at all, or asks for something unsupported.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+
+    /// The request body is larger than the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// The route exists but does not take the request's method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+
+    /// No valid API key was presented.
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    /// Anything else that went wrong inside sluice.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn not_found(resource: &'static str, id: impl Into<String>) -> Self {
+        Error::NotFound { resource, id: id.into() }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid(FieldError::new(field, message))
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict { code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest { code, message: message.into() }
+    }
+}
+
+impl From<FieldError> for Error {
+    fn from(e: FieldError) -> Self {
+        Error::Invalid(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

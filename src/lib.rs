@@ -1,0 +1,106 @@
+//! sluice: a self-hosted, multi-tenant server for the Mixpeek ingestion API.
+//!
+//! The crate is layered as the module list reads:
+//! - [`api`] knows HTTP: routes, extractors, the error envelope and pagination.
+//! - [`service`] holds the operations: validation, state changes, the task runner.
+//! - [`model`] holds pure types: ids, schema, blobs, filters, storage classes.
+//! - [`store`] is the only place with SQL (PostgreSQL or SQLite); [`blob`] the only place that
+//!   moves bytes.
+//!
+//! [`run`] serves the API on a listener until a shutdown signal, so tests bind port 0 and stop
+//! the server cleanly.
+
+pub mod api;
+pub mod blob;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod service;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::auth::Caller;
+use crate::blob::BlobStore;
+use crate::config::{Config, Limits};
+use crate::service::cache::TtlCache;
+use crate::service::tasks::TaskRunner;
+use crate::store::Store;
+
+/// How long an authenticated key is trusted before it is looked up again. A key revoked in
+/// another process stops working within this time.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Everything a request handler needs, shared by all requests.
+pub struct AppState {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub limits: Limits,
+    pub runner: TaskRunner,
+    pub auth_cache: TtlCache<String, Caller>,
+}
+
+/// An error that stops the server from starting.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Opens the store and blob backend, creates the first key on a first start, serves the API
+/// on `listener` until `shutdown` completes, then lets in-flight requests finish.
+///
+/// # Errors
+///
+/// Fails when the store or blob backend cannot be opened or the listener fails.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let store = Store::open(&config.store).await?;
+    tracing::info!(
+        store = store.backend_name(),
+        database = %config::redact_url(&config.store.database_url),
+        "metadata store ready"
+    );
+    let blobs = BlobStore::open(&config.storage_url)?;
+    announce_bootstrap(&store, config.bootstrap_api_key.as_deref()).await?;
+
+    let (runner, queue) = TaskRunner::new();
+    let auth_cache = TtlCache::new(AUTH_CACHE_TTL, 10_000);
+    let state = Arc::new(AppState { store, blobs, limits: config.limits, runner, auth_cache });
+    let worker = tokio::spawn(service::tasks::run_worker(state.clone(), queue));
+    let resumed = service::tasks::resume_unfinished(&state).await?;
+    if resumed > 0 {
+        tracing::info!(tasks = resumed, "resumed unfinished tasks");
+    }
+
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "sluice listening");
+    let app = api::router(state.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+
+    tracing::info!("shutting down");
+    worker.abort();
+    state.store.close().await;
+    Ok(())
+}
+
+/// On a first start, creates the default organization and its admin key, and prints the key
+/// once on standard output (never to the log).
+async fn announce_bootstrap(store: &Store, bootstrap_key: Option<&str>) -> Result<(), StartError> {
+    let Some((org, key)) = service::keys::bootstrap(store, bootstrap_key).await? else {
+        return Ok(());
+    };
+    tracing::info!(org.id = %org.id, key.id = %key.record.id, "created the first organization and key");
+    if bootstrap_key.is_none() {
+        println!("sluice: first start; created organization {} and its admin API key:", org.id);
+        println!();
+        println!("    {}", key.secret);
+        println!();
+        println!("This key is shown once. Create another with:");
+        println!("    sluice admin key create --org {}", org.id);
+    }
+    Ok(())
+}

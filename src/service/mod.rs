@@ -1,0 +1,72 @@
+//! The service layer: plain async functions over the store, the blob layer and the task
+//! runner. Validation, state changes and id generation happen here; HTTP does not.
+
+pub mod buckets;
+pub mod cache;
+pub mod keys;
+pub mod namespaces;
+pub mod objects;
+pub mod tasks;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use crate::api::pagination::encode_cursor;
+use crate::error::Result;
+use crate::model::filter::{Filter, Sort};
+use crate::store::filter_sql::{Cursor, sort_key};
+use crate::store::{ListSpec, Page};
+
+/// Builds a list query's filter from the caller's `filters`, an optional name search
+/// `(field, text, case_sensitive)` and an optional condition the service always adds, and
+/// parses the caller's `sort`.
+///
+/// # Errors
+///
+/// 422 naming the part of `filters` or `sort` that is invalid.
+pub fn list_filter(
+    filters: Option<&Value>,
+    search: Option<(&str, &str, Option<bool>)>,
+    always: Option<Value>,
+    sort: Option<&Value>,
+) -> Result<(Option<Filter>, Option<Sort>)> {
+    let mut parts = Vec::new();
+    if let Some(filters) = filters {
+        parts.extend(Filter::parse(filters, "filters")?);
+    }
+    if let Some((field, text, case_sensitive)) = search.filter(|(_, t, _)| !t.is_empty()) {
+        let condition = json!({"AND": [{"field": field, "operator": "contains", "value": text,
+                                        "case_sensitive": case_sensitive.unwrap_or(false)}]});
+        parts.extend(Filter::parse(&condition, "search")?);
+    }
+    if let Some(always) = always {
+        parts.extend(Filter::parse(&json!({"AND": [always]}), "filters")?);
+    }
+    let filter = match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => Some(Filter::And(parts)),
+    };
+    let sort = match sort {
+        Some(sort) => Sort::parse(sort, "sort")?,
+        None => None,
+    };
+    Ok((filter, sort))
+}
+
+/// The cursor that continues after the last row of `page`, when more rows follow.
+pub fn next_cursor(spec: &ListSpec, page: &Page) -> Option<String> {
+    let last = page.rows.last().filter(|_| page.has_more)?;
+    let value = sort_key(spec.sort.as_ref(), &last.doc);
+    Some(encode_cursor(&Cursor { seq: last.seq, value }))
+}
+
+/// Deserializes a field that distinguishes "absent" (`None`) from an explicit `null`
+/// (`Some(None)`); use with `#[serde(default)]`.
+pub fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

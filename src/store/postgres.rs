@@ -1,0 +1,28 @@
+//! The PostgreSQL backend: connection settings and migrations.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+use super::StoreResult;
+use super::sqlite::migration;
+use crate::config::StoreConfig;
+
+pub(super) async fn connect(config: &StoreConfig) -> StoreResult<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&config.database_url)
+        .await?;
+    Ok(pool)
+}
+
+pub(super) fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![migration(
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    )])
+}

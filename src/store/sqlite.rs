@@ -1,0 +1,47 @@
+//! The embedded SQLite backend: connection settings and migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlitePool};
+
+use super::{StoreError, StoreResult};
+use crate::config::StoreConfig;
+
+/// Opens (creating when missing) the database file, in WAL mode so that readers never wait for
+/// the writer, and with REGEXP available for object filters.
+pub(super) async fn connect(config: &StoreConfig) -> StoreResult<SqlitePool> {
+    std::fs::create_dir_all(&config.data_dir).map_err(StoreError::DataDir)?;
+    let options = SqliteConnectOptions::from_str(&config.database_url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true)
+        .with_regexp();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(config.max_connections.min(8))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+pub(super) fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![migration(
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    )])
+}
+
+pub(super) fn migration(version: i64, name: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        name.into(),
+        MigrationType::Simple,
+        AssertSqlSafe(sql).into_sql_str(),
+        false,
+    )
+}
