@@ -37,7 +37,7 @@ pub enum Error {
 
     /// The metadata store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
 
     /// Anything else that went wrong inside sluice.
     #[error("{0}")]
@@ -59,6 +59,18 @@ impl Error {
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Error::BadRequest { code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidRegex(message) => Error::bad_request(
+                "invalid_regex",
+                format!("filters: the regular expression is not valid: {message}"),
+            ),
+            other => Error::Store(other),
+        }
     }
 }
 

@@ -25,6 +25,9 @@ pub enum StoreError {
     /// A unique constraint refused the write; the caller knows which one it could be.
     #[error("a record with the same unique value already exists")]
     Duplicate,
+    /// A filter's regular expression was refused by the database.
+    #[error("invalid regular expression: {0}")]
+    InvalidRegex(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -37,6 +40,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
+            // PostgreSQL's invalid_regular_expression, and SQLite's error from its REGEXP function.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("2201B" | "1043")) => {
+                StoreError::InvalidRegex(db.message().to_string())
+            }
             _ => StoreError::Database(e),
         }
     }

@@ -1,0 +1,14 @@
+#![allow(clippy::unwrap_used)]
+
+//! End-to-end tests of the HTTP API: each test boots sluice on port 0 and drives it over HTTP,
+//! on SQLite and on PostgreSQL alike.
+
+mod common;
+
+mod buckets;
+mod errors;
+mod namespaces;
+mod objects;
+mod openapi;
+mod tasks;
+mod tenancy;
