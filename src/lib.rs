@@ -31,9 +31,11 @@ use crate::service::cache::TtlCache;
 use crate::service::tasks::TaskRunner;
 use crate::store::Store;
 
-/// How long an authenticated key is trusted before it is looked up again. A key revoked in
-/// another process stops working within this time.
-pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long an authenticated key, a resolved namespace or a resolved bucket is trusted before it
+/// is looked up again. Changes made by this process clear its caches at once; a change made by
+/// another process (a revoked key, a renamed bucket, a new schema) reaches this one within
+/// this time.
+pub const LOOKUP_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Everything a request handler needs, shared by all requests.
 pub struct AppState {
@@ -42,6 +44,10 @@ pub struct AppState {
     pub limits: Limits,
     pub runner: TaskRunner,
     pub auth_cache: TtlCache<String, Caller>,
+    /// Namespaces by (organization, name or id).
+    pub namespace_cache: TtlCache<(String, String), serde_json::Value>,
+    /// Buckets by (namespace, name or id).
+    pub bucket_cache: TtlCache<(String, String), serde_json::Value>,
 }
 
 /// An error that stops the server from starting.
@@ -68,8 +74,15 @@ pub async fn run(
     announce_bootstrap(&store, config.bootstrap_api_key.as_deref()).await?;
 
     let (runner, queue) = TaskRunner::new();
-    let auth_cache = TtlCache::new(AUTH_CACHE_TTL, 10_000);
-    let state = Arc::new(AppState { store, blobs, limits: config.limits, runner, auth_cache });
+    let state = Arc::new(AppState {
+        store,
+        blobs,
+        limits: config.limits,
+        runner,
+        auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+        namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+        bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+    });
     let worker = tokio::spawn(service::tasks::run_worker(state.clone(), queue));
     let resumed = service::tasks::resume_unfinished(&state).await?;
     if resumed > 0 {

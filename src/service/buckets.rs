@@ -107,10 +107,17 @@ pub async fn create(
 ///
 /// 404 when there is none.
 pub async fn resolve(state: &AppState, caller: &NamespacedCaller, ident: &str) -> Result<Value> {
+    let key = (caller.namespace_id.clone(), ident.to_string());
+    if let Some(doc) = state.bucket_cache.get(&key) {
+        return Ok(doc);
+    }
     let row = state.store.get(Table::Buckets, caller.scope(), ident).await?;
-    row.map(|r| r.doc)
+    let doc = row
+        .map(|r| r.doc)
         .filter(|doc| doc.get("deleting").is_none())
-        .ok_or_else(|| Error::not_found("bucket", ident))
+        .ok_or_else(|| Error::not_found("bucket", ident))?;
+    state.bucket_cache.insert(key, doc.clone());
+    Ok(doc)
 }
 
 /// Reads a bucket with its statistics.
@@ -223,6 +230,7 @@ pub async fn update(
 
     let name = doc["bucket_name"].as_str().unwrap_or_default().to_string();
     let saved = state.store.update_doc(Table::Buckets, &id, Some(&name), &doc).await;
+    state.bucket_cache.clear();
     saved.map_err(|e| match e {
         StoreError::Duplicate => name_taken(&name),
         other => other.into(),
@@ -248,6 +256,7 @@ pub async fn delete(state: &AppState, caller: &NamespacedCaller, ident: &str) ->
     doc["deleting"] = task["task_id"].clone();
     doc["status"] = json!("IN_PROGRESS");
     state.store.update_doc(Table::Buckets, &id, None, &doc).await?;
+    state.bucket_cache.clear();
     tasks::spawn(state, org_id.clone(), task.clone());
 
     Ok(json!({
@@ -262,6 +271,7 @@ pub async fn delete(state: &AppState, caller: &NamespacedCaller, ident: &str) ->
 /// Deletes the bucket row once its objects are gone; called by the deletion task.
 pub(crate) async fn remove(state: &AppState, bucket_id: &str) -> Result<()> {
     state.store.delete_bucket_row(bucket_id).await?;
+    state.bucket_cache.clear();
     Ok(())
 }
 

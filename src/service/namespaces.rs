@@ -154,10 +154,28 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateNamespace) -> 
 ///
 /// 404 when there is none.
 pub async fn resolve(state: &AppState, caller: &Caller, ident: &str) -> Result<Value> {
+    let key = (caller.org_id.clone(), ident.to_string());
+    if let Some(doc) = state.namespace_cache.get(&key) {
+        return Ok(doc);
+    }
     let row = state.store.get(Table::Namespaces, caller.scope(), ident).await?;
-    row.map(|r| r.doc)
+    let doc = row
+        .map(|r| r.doc)
         .filter(|doc| doc.get("deleting").is_none())
-        .ok_or_else(|| Error::not_found("namespace", ident))
+        .ok_or_else(|| Error::not_found("namespace", ident))?;
+    state.namespace_cache.insert(key, doc.clone());
+    Ok(doc)
+}
+
+/// Writes a changed namespace record and forgets cached lookups.
+async fn save(state: &AppState, id: &str, name: &str, doc: &Value) -> Result<()> {
+    let saved = state.store.update_doc(Table::Namespaces, id, Some(name), doc).await;
+    state.namespace_cache.clear();
+    saved.map_err(|e| match e {
+        StoreError::Duplicate => name_taken(name),
+        other => other.into(),
+    })?;
+    Ok(())
 }
 
 /// Reads a namespace with its counts.
@@ -273,11 +291,7 @@ pub async fn patch(
     doc["updated_at"] = json!(now());
 
     let name = doc["namespace_name"].as_str().unwrap_or_default().to_string();
-    let saved = state.store.update_doc(Table::Namespaces, &id, Some(&name), &doc).await;
-    saved.map_err(|e| match e {
-        StoreError::Duplicate => name_taken(&name),
-        other => other.into(),
-    })?;
+    save(state, &id, &name, &doc).await?;
     with_counts(state, doc).await
 }
 
@@ -300,7 +314,7 @@ pub async fn delete(state: &AppState, caller: &Caller, ident: &str, force: bool)
     let inputs = json!({"namespace_id": id, "namespace_name": name});
     let task = tasks::create(state, &caller.org_id, TaskType::NamespaceDelete, inputs).await?;
     doc["deleting"] = json!(task["task_id"]);
-    state.store.update_doc(Table::Namespaces, &id, Some(&name), &doc).await?;
+    save(state, &id, &name, &doc).await?;
     tasks::spawn(state, caller.org_id.clone(), task.clone());
 
     Ok(json!({
@@ -354,6 +368,7 @@ pub(crate) async fn remove(state: &AppState, org_id: &str, namespace_id: &str) -
     if state.store.get(Table::Namespaces, scope, namespace_id).await?.is_some() {
         state.store.delete_namespace_row(namespace_id).await?;
     }
+    state.namespace_cache.clear();
     Ok(())
 }
 

@@ -17,10 +17,12 @@ use crate::api::pagination::PageParams;
 use crate::error::{Error, Result};
 use crate::model::{TaskStatus, TaskType, now};
 use crate::service::{buckets, list_filter, namespaces};
-use crate::store::{ListSpec, Scope, Table};
+use crate::store::{ListSpec, Scope, StoreError, Table};
 
 /// How many objects one deletion step removes.
 const DELETE_CHUNK: i64 = 500;
+/// How often a deletion empties a bucket that keeps receiving objects before it gives up.
+const REMOVE_ATTEMPTS: usize = 10;
 
 /// A queued piece of work: the owning organization and the task record.
 type Job = (String, Value);
@@ -238,25 +240,46 @@ async fn delete_namespace(state: &AppState, org_id: &str, task: &Value) -> Resul
     let mut objects = 0;
     let bucket_ids = state.store.bucket_ids(namespace_id).await?;
     for bucket_id in &bucket_ids {
-        match empty_bucket(state, org_id, task, bucket_id).await? {
+        match empty_and_remove(state, org_id, task, bucket_id).await? {
             Some(n) => objects += n,
             None => return cancel(state, Table::Namespaces, org_id, namespace_id).await,
         }
-        buckets::remove(state, bucket_id).await?;
     }
     namespaces::remove(state, org_id, namespace_id).await?;
-    state.auth_cache.clear();
     Ok(Step::Done(json!({"namespace_id": namespace_id, "buckets_deleted": bucket_ids.len(),
                          "objects_deleted": objects})))
 }
 
 async fn delete_bucket(state: &AppState, org_id: &str, task: &Value) -> Result<Step> {
     let bucket_id = task["additional_data"]["bucket_id"].as_str().unwrap_or_default();
-    let Some(objects) = empty_bucket(state, org_id, task, bucket_id).await? else {
+    let Some(objects) = empty_and_remove(state, org_id, task, bucket_id).await? else {
         return cancel(state, Table::Buckets, org_id, bucket_id).await;
     };
-    buckets::remove(state, bucket_id).await?;
     Ok(Step::Done(json!({"bucket_id": bucket_id, "objects_deleted": objects})))
+}
+
+/// Empties a bucket and deletes it; `None` when the task was canceled in between. An object
+/// written by a request that resolved the bucket just before its deletion started can land
+/// after the bucket was emptied; the bucket is then emptied again.
+async fn empty_and_remove(
+    state: &AppState,
+    org_id: &str,
+    task: &Value,
+    bucket_id: &str,
+) -> Result<Option<u64>> {
+    let mut deleted = 0;
+    for _ in 0..REMOVE_ATTEMPTS {
+        match empty_bucket(state, org_id, task, bucket_id).await? {
+            Some(n) => deleted += n,
+            None => return Ok(None),
+        }
+        match buckets::remove(state, bucket_id).await {
+            Ok(()) => return Ok(Some(deleted)),
+            Err(Error::Store(StoreError::StillReferenced)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Internal(format!("bucket {bucket_id} kept receiving objects while being deleted")))
 }
 
 /// Deletes a bucket's objects and their blobs chunk by chunk; `None` when the task was
@@ -300,6 +323,8 @@ async fn cancel(state: &AppState, table: Table, org_id: &str, id: &str) -> Resul
         }
         state.store.update_doc(table, id, None, &doc).await?;
     }
+    state.namespace_cache.clear();
+    state.bucket_cache.clear();
     Ok(Step::Canceled)
 }
 
