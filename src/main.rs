@@ -122,10 +122,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = args.config().map_err(|e| e.to_string())?;
     init_logging(&args.common)?;
+    let shutdown = shutdown_signal();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("SLUICE_LISTEN: cannot listen on {}: {e}", config.listen))?;
-    sluice::run(config, listener, shutdown_signal()).await.map_err(|e| e.to_string())
+    sluice::run(config, listener, shutdown).await.map_err(|e| e.to_string())
 }
 
 async fn admin(store: &Store, command: AdminCommand) -> Result<(), String> {
@@ -177,26 +178,32 @@ fn init_logging(common: &CommonArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// A future that completes on Ctrl-C or SIGTERM. The SIGTERM handler is installed before this
+/// returns, so a signal that arrives while the server is still starting is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = terminate => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

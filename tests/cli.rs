@@ -1,0 +1,154 @@
+//! The `sluice` binary as an operator uses it: first start, restarts, bad settings, admin.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SLUICE_") || key == "DATABASE_URL" {
+            command.env_remove(key);
+        }
+    }
+    command.env("SLUICE_LOG", "warn");
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `sluice serve` and waits until it answers its health check.
+fn serve(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child {
+    let mut command = sluice();
+    command
+        .env("SLUICE_DATA_DIR", dir)
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(extra.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("sluice did not start");
+}
+
+fn stop(mut child: Child) -> String {
+    // SIGTERM, as a service manager would send it; the server shuts down gracefully.
+    Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        out.push_str(&line.unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn first_start_prints_one_key_and_restarts_print_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = stop(serve(dir.path(), port, &[]));
+    let key = out.lines().map(str::trim).find(|l| l.starts_with("sk_")).expect("a key is printed");
+    assert!(out.contains("sluice admin key create --org org_"), "{out}");
+
+    let server = serve(dir.path(), port, &[]);
+    let answer = Command::new("curl")
+        .args(["-fsS", "-H", &format!("Authorization: Bearer {key}")])
+        .arg(format!("http://127.0.0.1:{port}/v1/me"))
+        .output()
+        .unwrap();
+    assert!(answer.status.success(), "the printed key works after a restart");
+    assert!(String::from_utf8_lossy(&answer.stdout).contains("org_"));
+    let out = stop(server);
+    assert!(!out.contains("sk_"), "a restart prints no key: {out}");
+}
+
+#[test]
+fn bootstrap_key_is_created_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let key = "sk_from_the_environment_0123";
+    let server = serve(dir.path(), port, &[("SLUICE_BOOTSTRAP_API_KEY", key)]);
+    let ok = Command::new("curl")
+        .args(["-fsS", "-o", "/dev/null", "-H", &format!("Authorization: Bearer {key}")])
+        .arg(format!("http://127.0.0.1:{port}/v1/me"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut child = server;
+    Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    child.wait().unwrap();
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(!logs.contains(key) && !out.contains(key), "the key is never echoed");
+}
+
+#[test]
+fn bad_settings_stop_the_start_with_one_line_naming_the_variable() {
+    let cases = [
+        ("SLUICE_LISTEN", "not-an-address"),
+        ("SLUICE_LOG_FORMAT", "yaml"),
+        ("SLUICE_MAX_BODY_BYTES", "-5"),
+        ("DATABASE_URL", "mysql://x"),
+        ("SLUICE_BOOTSTRAP_API_KEY", "short"),
+        ("SLUICE_STORAGE_URL", "ftp://x"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (variable, value) in cases {
+        let output = sluice()
+            .arg("serve")
+            .env("SLUICE_DATA_DIR", dir.path())
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable}={value} must stop the start");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{variable}: {stderr}");
+        assert!(lines[0].contains(variable), "{variable}: {stderr}");
+        if variable == "SLUICE_BOOTSTRAP_API_KEY" {
+            assert!(!stderr.contains(value), "the key itself is not echoed");
+        }
+    }
+}
+
+#[test]
+fn admin_manages_organizations_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output =
+            sluice().arg("admin").args(args).env("SLUICE_DATA_DIR", dir.path()).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let org = run(&["org", "create", "Acme"]);
+    assert!(org.starts_with("org_"), "{org}");
+    assert!(run(&["org", "list"]).contains("Acme"));
+    let key = run(&["key", "create", "--org", &org, "--name", "ci"]);
+    assert!(key.starts_with("sk_"));
+    let listed = run(&["key", "list", "--org", &org]);
+    assert!(listed.contains("ci") && listed.contains("active"), "{listed}");
+    assert!(!listed.contains(&key), "secrets are never listed");
+    let key_id = listed.split('\t').next().unwrap().to_string();
+    assert!(run(&["key", "revoke", &key_id]).contains("revoked"));
+    assert!(run(&["key", "list"]).contains("revoked"));
+
+    let output = sluice()
+        .args(["admin", "key", "create", "--org", "org_missing"])
+        .env("SLUICE_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
