@@ -29,7 +29,7 @@ fn serve(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child {
         .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = command.spawn().unwrap();
+    let mut child = command.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -37,6 +37,8 @@ fn serve(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    child.kill().ok();
+    child.wait().ok();
     panic!("sluice did not start");
 }
 
