@@ -9,7 +9,7 @@ use crate::api::pagination::{MAX_LIMIT, PageParams};
 use crate::error::{Error, Result};
 use crate::model::schema::BucketSchema;
 use crate::model::{StorageClass, TaskType, now};
-use crate::service::{list_filter, next_cursor, tasks};
+use crate::service::{Lookup, list_filter, next_cursor, tasks};
 use crate::store::{ObjectStats, StoreError, Table};
 
 const NAME_MAX: usize = 100;
@@ -107,17 +107,8 @@ pub async fn create(
 ///
 /// 404 when there is none.
 pub async fn resolve(state: &AppState, caller: &NamespacedCaller, ident: &str) -> Result<Value> {
-    let key = (caller.namespace_id.clone(), ident.to_string());
-    if let Some(doc) = state.bucket_cache.get(&key) {
-        return Ok(doc);
-    }
-    let row = state.store.get(Table::Buckets, caller.scope(), ident).await?;
-    let doc = row
-        .map(|r| r.doc)
-        .filter(|doc| doc.get("deleting").is_none())
-        .ok_or_else(|| Error::not_found("bucket", ident))?;
-    state.bucket_cache.insert(key, doc.clone());
-    Ok(doc)
+    let lookup = Lookup { table: Table::Buckets, resource: "bucket", cache: &state.bucket_cache };
+    lookup.live(state, caller.scope(), &caller.namespace_id, ident).await
 }
 
 /// Reads a bucket with its statistics.

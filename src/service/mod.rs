@@ -11,11 +11,48 @@ pub mod tasks;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::api::pagination::encode_cursor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::filter::{Filter, Sort};
 use crate::store::filter_sql::{Cursor, sort_key};
-use crate::store::{ListSpec, Page};
+use crate::store::{ListSpec, Page, Scope, Table};
+use cache::TtlCache;
+
+/// How a namespace or bucket is found by name or id: through a short-lived cache keyed by its
+/// parent, and only while no deletion has started.
+pub(crate) struct Lookup<'a> {
+    pub table: Table,
+    pub resource: &'static str,
+    pub cache: &'a TtlCache<(String, String), Value>,
+}
+
+impl Lookup<'_> {
+    /// The live record named `ident` under `parent` within `scope`.
+    ///
+    /// # Errors
+    ///
+    /// 404 when there is none, or when it is being deleted.
+    pub async fn live(
+        &self,
+        state: &AppState,
+        scope: Scope<'_>,
+        parent: &str,
+        ident: &str,
+    ) -> Result<Value> {
+        let key = (parent.to_string(), ident.to_string());
+        if let Some(doc) = self.cache.get(&key) {
+            return Ok(doc);
+        }
+        let row = state.store.get(self.table, scope, ident).await?;
+        let doc = row
+            .map(|r| r.doc)
+            .filter(|doc| doc.get("deleting").is_none())
+            .ok_or_else(|| Error::not_found(self.resource, ident))?;
+        self.cache.insert(key, doc.clone());
+        Ok(doc)
+    }
+}
 
 /// Builds a list query's filter from the caller's `filters`, an optional name search
 /// `(field, text, case_sensitive)` and an optional condition the service always adds, and

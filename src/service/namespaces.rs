@@ -8,7 +8,7 @@ use crate::api::auth::Caller;
 use crate::api::pagination::PageParams;
 use crate::error::{Error, Result};
 use crate::model::{TaskType, now, parse_time};
-use crate::service::{list_filter, tasks};
+use crate::service::{Lookup, list_filter, tasks};
 use crate::store::{Scope, StoreError, Table};
 
 const NAME_MIN: usize = 3;
@@ -154,17 +154,9 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateNamespace) -> 
 ///
 /// 404 when there is none.
 pub async fn resolve(state: &AppState, caller: &Caller, ident: &str) -> Result<Value> {
-    let key = (caller.org_id.clone(), ident.to_string());
-    if let Some(doc) = state.namespace_cache.get(&key) {
-        return Ok(doc);
-    }
-    let row = state.store.get(Table::Namespaces, caller.scope(), ident).await?;
-    let doc = row
-        .map(|r| r.doc)
-        .filter(|doc| doc.get("deleting").is_none())
-        .ok_or_else(|| Error::not_found("namespace", ident))?;
-    state.namespace_cache.insert(key, doc.clone());
-    Ok(doc)
+    let cache = &state.namespace_cache;
+    let lookup = Lookup { table: Table::Namespaces, resource: "namespace", cache };
+    lookup.live(state, caller.scope(), &caller.org_id, ident).await
 }
 
 /// Writes a changed namespace record and forgets cached lookups.
