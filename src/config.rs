@@ -54,6 +54,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_INLINE_BLOB_BYTES", default_value = "16777216")]
     pub max_inline_blob_bytes: String,
 
+    /// What this process does: `all` (API and workers), `api` or `worker`.
+    #[arg(long, env = "SLUICE_ROLE", default_value = "all")]
+    pub role: String,
+
+    /// How many background job workers run in this process (0 for none).
+    #[arg(long, env = "SLUICE_WORKERS", default_value = "2")]
+    pub workers: String,
+
     /// Most connections the metadata store pool opens.
     #[arg(long, env = "SLUICE_DB_MAX_CONNECTIONS", default_value = "32")]
     pub db_max_connections: String,
@@ -70,6 +78,27 @@ pub struct ConfigError {
 impl ConfigError {
     fn new(variable: &'static str, message: impl Into<String>) -> Self {
         Self { variable, message: message.into() }
+    }
+}
+
+/// What a sluice process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serves the API and runs background jobs.
+    All,
+    /// Serves the API only.
+    Api,
+    /// Runs background jobs and answers health checks only.
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
     }
 }
 
@@ -109,6 +138,8 @@ pub struct Config {
     pub storage_url: String,
     pub bootstrap_api_key: Option<String>,
     pub limits: Limits,
+    pub role: Role,
+    pub workers: usize,
 }
 
 impl CommonArgs {
@@ -180,7 +211,27 @@ impl ServeArgs {
             )?,
         };
         self.common.log_format()?;
+        let role = match self.role.as_str() {
+            "all" => Role::All,
+            "api" => Role::Api,
+            "worker" => Role::Worker,
+            other => {
+                return Err(ConfigError::new(
+                    "SLUICE_ROLE",
+                    format!("expected all, api or worker, got {other:?}"),
+                ));
+            }
+        };
+        let workers =
+            self.workers.trim().parse::<usize>().ok().filter(|n| *n <= 64).ok_or_else(|| {
+                ConfigError::new(
+                    "SLUICE_WORKERS",
+                    format!("expected 0 to 64, got {:?}", self.workers),
+                )
+            })?;
         Ok(Config {
+            role,
+            workers,
             listen,
             store,
             storage_url,

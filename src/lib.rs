@@ -2,7 +2,8 @@
 //!
 //! The crate is layered as the module list reads:
 //! - [`api`] knows HTTP: routes, extractors, the error envelope and pagination.
-//! - [`service`] holds the operations: validation, state changes, the task runner.
+//! - [`service`] holds the operations: validation, state changes, task records.
+//! - [`jobs`] runs background work as durable, leased jobs.
 //! - [`model`] holds pure types: ids, schema, blobs, filters, storage classes.
 //! - [`store`] is the only place with SQL (PostgreSQL or SQLite); [`blob`] the only place that
 //!   moves bytes.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod model;
 pub mod service;
 pub mod store;
@@ -26,9 +28,9 @@ use tokio::net::TcpListener;
 
 use crate::api::auth::Caller;
 use crate::blob::BlobStore;
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, Role};
+use crate::jobs::JobSignal;
 use crate::service::cache::TtlCache;
-use crate::service::tasks::TaskRunner;
 use crate::store::Store;
 
 /// How long an authenticated key, a resolved namespace or a resolved bucket is trusted before it
@@ -42,7 +44,7 @@ pub struct AppState {
     pub store: Store,
     pub blobs: BlobStore,
     pub limits: Limits,
-    pub runner: TaskRunner,
+    pub job_signal: JobSignal,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
     pub namespace_cache: TtlCache<(String, String), serde_json::Value>,
@@ -73,29 +75,33 @@ pub async fn run(
     let blobs = BlobStore::open(&config.storage_url)?;
     announce_bootstrap(&store, config.bootstrap_api_key.as_deref()).await?;
 
-    let (runner, queue) = TaskRunner::new();
     let state = Arc::new(AppState {
         store,
         blobs,
         limits: config.limits,
-        runner,
+        job_signal: JobSignal::default(),
         auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
     });
-    let worker = tokio::spawn(service::tasks::run_worker(state.clone(), queue));
-    let resumed = service::tasks::resume_unfinished(&state).await?;
-    if resumed > 0 {
-        tracing::info!(tasks = resumed, "resumed unfinished tasks");
-    }
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let workers = match config.role {
+        Role::Api => 0,
+        Role::All | Role::Worker => config.workers,
+    };
+    let worker_pool = tokio::spawn(jobs::run_workers(state.clone(), workers, workers_stopped));
 
     let address = listener.local_addr()?;
-    tracing::info!(%address, "sluice listening");
-    let app = api::router(state.clone());
+    tracing::info!(%address, role = config.role.as_str(), workers, "sluice listening");
+    let app = match config.role {
+        Role::Worker => api::health_router(state.clone()),
+        Role::All | Role::Api => api::router(state.clone()),
+    };
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
 
     tracing::info!("shutting down");
-    worker.abort();
+    stop_workers.send(true).ok();
+    worker_pool.await.ok();
     state.store.close().await;
     Ok(())
 }

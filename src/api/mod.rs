@@ -25,10 +25,7 @@ use handlers::{buckets, health, namespaces, objects, tasks};
 
 /// Builds the router of the whole API.
 pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/health", get(health::health))
-        .route("/health/liveness", get(health::liveness))
-        .route("/health/readiness", get(health::readiness))
+    let v1 = health_routes()
         .route("/me", get(health::me))
         .route("/namespaces", post(namespaces::create).get(namespaces::list_get))
         .route("/namespaces/list", post(namespaces::list))
@@ -57,9 +54,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tasks/list", post(tasks::list))
         .route("/tasks/{task}", get(tasks::get).delete(tasks::kill));
 
+    finish(Router::new().nest("/v1", v1).route("/openapi.json", get(health::openapi)), state)
+}
+
+/// The router of a worker-only process: health checks and nothing else.
+pub fn health_router(state: Arc<AppState>) -> Router {
+    finish(Router::new().nest("/v1", health_routes()), state)
+}
+
+fn health_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .nest("/v1", v1)
-        .route("/openapi.json", get(health::openapi))
+        .route("/health", get(health::health))
+        .route("/health/liveness", get(health::liveness))
+        .route("/health/readiness", get(health::readiness))
+}
+
+fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), request_span))

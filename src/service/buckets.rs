@@ -7,6 +7,7 @@ use crate::AppState;
 use crate::api::auth::NamespacedCaller;
 use crate::api::pagination::{MAX_LIMIT, PageParams};
 use crate::error::{Error, Result};
+use crate::jobs::JobKind;
 use crate::model::schema::BucketSchema;
 use crate::model::{StorageClass, TaskType, now};
 use crate::service::{Lookup, list_filter, next_cursor, tasks};
@@ -248,7 +249,7 @@ pub async fn delete(state: &AppState, caller: &NamespacedCaller, ident: &str) ->
     doc["status"] = json!("IN_PROGRESS");
     state.store.update_doc(Table::Buckets, &id, None, &doc).await?;
     state.bucket_cache.clear();
-    tasks::spawn(state, org_id.clone(), task.clone());
+    tasks::start(state, org_id, JobKind::BucketDelete, &task).await?;
 
     Ok(json!({
         "task_id": task["task_id"],

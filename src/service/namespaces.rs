@@ -7,6 +7,7 @@ use crate::AppState;
 use crate::api::auth::Caller;
 use crate::api::pagination::PageParams;
 use crate::error::{Error, Result};
+use crate::jobs::JobKind;
 use crate::model::{TaskType, now, parse_time};
 use crate::service::{Lookup, list_filter, tasks};
 use crate::store::{Scope, StoreError, Table};
@@ -307,7 +308,7 @@ pub async fn delete(state: &AppState, caller: &Caller, ident: &str, force: bool)
     let task = tasks::create(state, &caller.org_id, TaskType::NamespaceDelete, inputs).await?;
     doc["deleting"] = json!(task["task_id"]);
     save(state, &id, &name, &doc).await?;
-    tasks::spawn(state, caller.org_id.clone(), task.clone());
+    tasks::start(state, &caller.org_id, JobKind::NamespaceDelete, &task).await?;
 
     Ok(json!({
         "task_id": task["task_id"],

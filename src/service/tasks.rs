@@ -1,45 +1,26 @@
-//! Task records and the runner that carries out long operations (namespace and bucket
+//! Task records, and the long operations they report on (namespace and bucket
 //! deletion) in the background while the caller polls the task.
 //!
-//! A task is written before its work starts, and the runner updates it as it goes. Work that a
-//! stopped process left unfinished is picked up again at the next start; every step is safe to
-//! repeat, so a task that runs twice ends the same way.
-
-use std::sync::Arc;
+//! A task is written before its work starts, and a durable job carries the work out, updating
+//! the task as it goes. Every step is safe to repeat, so a job that runs twice (after a lost
+//! lease or a restart) ends the same way.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::api::auth::Caller;
 use crate::api::pagination::PageParams;
 use crate::error::{Error, Result};
+use crate::jobs::{self, JobKind};
 use crate::model::{TaskStatus, TaskType, now};
 use crate::service::{buckets, list_filter, namespaces};
-use crate::store::{ListSpec, Scope, StoreError, Table};
+use crate::store::{ClaimedJob, ListSpec, Scope, StoreError, Table};
 
 /// How many objects one deletion step removes.
 const DELETE_CHUNK: i64 = 500;
 /// How often a deletion empties a bucket that keeps receiving objects before it gives up.
 const REMOVE_ATTEMPTS: usize = 10;
-
-/// A queued piece of work: the owning organization and the task record.
-type Job = (String, Value);
-
-/// The sending half of the runner's queue.
-#[derive(Clone)]
-pub struct TaskRunner {
-    sender: mpsc::UnboundedSender<Job>,
-}
-
-impl TaskRunner {
-    /// A runner and the receiving end that [`run_worker`] drains.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Job>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        (Self { sender }, receiver)
-    }
-}
 
 /// The body of `POST /v1/tasks/list`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,11 +60,15 @@ pub async fn create(
     Ok(task)
 }
 
-/// Queues a task for the runner.
-pub fn spawn(state: &AppState, org_id: String, task: Value) {
-    if state.runner.sender.send((org_id, task)).is_err() {
-        tracing::error!("task runner is gone; the task resumes at the next start");
-    }
+/// Queues the work of a task as a durable job.
+///
+/// # Errors
+///
+/// Fails on a store error.
+pub async fn start(state: &AppState, org_id: &str, kind: JobKind, task: &Value) -> Result<()> {
+    let task_id = task["task_id"].as_str().unwrap_or_default().to_string();
+    let payload = json!({"task_id": task_id});
+    jobs::enqueue(state, kind, org_id, payload, Some(format!("task:{task_id}"))).await
 }
 
 /// Whether the namespace has deletion work still running.
@@ -167,43 +152,24 @@ pub async fn kill(state: &AppState, caller: &Caller, task_id: &str) -> Result<Va
     Ok(json!({"message": "Successfully deleted", "success": true}))
 }
 
-/// Drains the runner's queue, one task at a time, until every sender is gone.
-pub async fn run_worker(state: Arc<AppState>, mut receiver: mpsc::UnboundedReceiver<Job>) {
-    while let Some((org_id, task)) = receiver.recv().await {
-        let task_id = task["task_id"].as_str().unwrap_or_default().to_string();
-        let kind = task["task_type"].as_str().unwrap_or_default().to_string();
-        let span = tracing::info_span!("task", task.id = %task_id, task.kind = %kind);
-        if let Err(e) = tracing::Instrument::instrument(run_one(&state, &org_id, task), span).await
-        {
-            tracing::error!(task.id = %task_id, error = %e, "task failed");
-        }
-    }
-}
-
-/// Queues every task a previous process left unfinished.
+/// Carries out the deletion a task describes; the job engine calls it, perhaps more than once.
+/// The task is marked FAILED only when the job's last attempt fails.
 ///
 /// # Errors
 ///
-/// Fails on a store error.
-pub async fn resume_unfinished(state: &AppState) -> Result<usize> {
-    let unfinished = state.store.unfinished_tasks().await?;
-    let count = unfinished.len();
-    for (org_id, task) in unfinished {
-        spawn(state, org_id, task);
-    }
-    Ok(count)
-}
-
-async fn run_one(state: &AppState, org_id: &str, task: Value) -> Result<()> {
-    let Some(task) = current(state, org_id, &task).await? else {
+/// The step that failed; the job engine retries it.
+pub async fn run_deletion(state: &AppState, job: &ClaimedJob) -> Result<()> {
+    let org_id = job.org_id.as_str();
+    let task_id = job.payload["task_id"].as_str().unwrap_or_default();
+    let Some(task) = state.store.get(Table::Tasks, Scope::org(org_id), task_id).await? else {
         return Ok(());
     };
+    let task = task.doc;
     if task["status"].as_str().and_then(TaskStatus::parse).is_some_and(TaskStatus::is_terminal) {
         return Ok(());
     }
     let task = set_status(state, task, TaskStatus::InProgress, None).await?;
-    let kind = task["task_type"].as_str().and_then(TaskType::parse);
-    let outcome = match kind {
+    let outcome = match task["task_type"].as_str().and_then(TaskType::parse) {
         Some(TaskType::NamespaceDelete) => delete_namespace(state, org_id, &task).await,
         Some(TaskType::BucketDelete) => delete_bucket(state, org_id, &task).await,
         None => Err(Error::Internal("unknown task type".into())),
@@ -217,16 +183,20 @@ async fn run_one(state: &AppState, org_id: &str, task: Value) -> Result<()> {
             let mut task = task;
             task["outputs"] = json!([outputs]);
             set_status(state, task, TaskStatus::Completed, None).await?;
-            tracing::info!("task completed");
+            tracing::info!(task.id = %task_id, "task completed");
+            Ok(())
         }
-        Ok(Step::Canceled) => tracing::info!("task canceled"),
-        Err(e) => {
-            tracing::error!(error = %e, "task step failed");
+        Ok(Step::Canceled) => {
+            tracing::info!(task.id = %task_id, "task canceled");
+            Ok(())
+        }
+        Err(e) if job.attempts >= job.max_attempts => {
             let message = "the task failed inside sluice; the server log has the cause";
             set_status(state, task, TaskStatus::Failed, Some(message)).await?;
+            Err(e)
         }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// How a task's work ended.

@@ -128,6 +128,22 @@ macro_rules! bind_objects {
     }};
 }
 
+mod jobs;
+pub use jobs::{ClaimedJob, NewJob};
+
+/// One embedded migration.
+fn migration(version: i64, name: &'static str, sql: &'static str) -> sqlx::migrate::Migration {
+    use sqlx::SqlSafeStr;
+    let sql = AssertSqlSafe(sql).into_sql_str();
+    sqlx::migrate::Migration::new(
+        version,
+        name.into(),
+        sqlx::migrate::MigrationType::Simple,
+        sql,
+        false,
+    )
+}
+
 /// The tables that hold JSON records and share the generic list and lookup code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -983,20 +999,6 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         Ok(done > 0)
-    }
-
-    /// Task records of the given types that have not finished, oldest first: what a restarted
-    /// process must resume.
-    ///
-    /// # Errors
-    ///
-    /// Fails on a database error.
-    pub async fn unfinished_tasks(&self) -> StoreResult<Vec<(String, Value)>> {
-        let sql = "SELECT org_id, doc FROM tasks \
-                   WHERE status IN ('PENDING', 'IN_PROGRESS', 'PROCESSING') ORDER BY seq";
-        let rows: Vec<(String, Json<Value>)> =
-            with_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(|(org, Json(doc))| (org, doc)).collect())
     }
 }
 

@@ -7,7 +7,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
 use super::StoreResult;
-use super::sqlite::migration;
+use super::migration;
 use crate::config::StoreConfig;
 
 pub(super) async fn connect(config: &StoreConfig) -> StoreResult<PgPool> {
@@ -20,9 +20,8 @@ pub(super) async fn connect(config: &StoreConfig) -> StoreResult<PgPool> {
 }
 
 pub(super) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![migration(
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+        migration(2, "jobs", include_str!("../../migrations/postgres/0002_jobs.sql")),
+    ])
 }

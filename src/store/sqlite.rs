@@ -3,11 +3,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlitePool;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, SqlSafeStr, SqlitePool};
 
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, migration};
 use crate::config::StoreConfig;
 
 /// Opens (creating when missing) the database file, in WAL mode so that readers never wait for
@@ -29,19 +29,8 @@ pub(super) async fn connect(config: &StoreConfig) -> StoreResult<SqlitePool> {
 }
 
 pub(super) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![migration(
-        1,
-        "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
-    )])
-}
-
-pub(super) fn migration(version: i64, name: &'static str, sql: &'static str) -> Migration {
-    Migration::new(
-        version,
-        name.into(),
-        MigrationType::Simple,
-        AssertSqlSafe(sql).into_sql_str(),
-        false,
-    )
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+        migration(2, "jobs", include_str!("../../migrations/sqlite/0002_jobs.sql")),
+    ])
 }

@@ -60,6 +60,11 @@ pub async fn start(backend: Backend) -> Option<TestServer> {
 }
 
 pub async fn start_with(backend: Backend, limits: Limits) -> Option<TestServer> {
+    start_custom(backend, limits, 2).await
+}
+
+/// Starts a server with `workers` job workers (0 leaves every job queued).
+pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> Option<TestServer> {
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = match backend {
         Backend::Sqlite => format!("sqlite:{}", dir.path().join("sluice.db").display()),
@@ -71,8 +76,13 @@ pub async fn start_with(backend: Backend, limits: Limits) -> Option<TestServer> 
         storage_url: format!("file:{}", dir.path().join("blobs").display()),
         bootstrap_api_key: Some(KEY.to_string()),
         limits,
+        role: sluice::config::Role::All,
+        workers,
     };
+    Some(launch(config, dir).await)
+}
 
+async fn launch(config: Config, dir: tempfile::TempDir) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address: SocketAddr = listener.local_addr().expect("address");
     let (tx, rx) = oneshot::channel::<()>();
@@ -94,7 +104,7 @@ pub async fn start_with(backend: Backend, limits: Limits) -> Option<TestServer> 
         _dir: dir,
     };
     server.wait_ready().await;
-    Some(server)
+    server
 }
 
 impl TestServer {
@@ -118,6 +128,21 @@ impl TestServer {
         if let Some(handle) = self.handle.take() {
             handle.await.expect("server task");
         }
+    }
+
+    /// Stops the server and starts it again on the same store and blobs, with `workers` workers,
+    /// as an operator's restart would.
+    pub async fn restart(mut self, workers: usize) -> TestServer {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task");
+        }
+        let mut config = self.config.clone();
+        config.workers = workers;
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
+        launch(config, dir).await
     }
 
     /// Opens the server's store directly, as the admin command does.

@@ -1,0 +1,225 @@
+//! The scheduler: durable jobs in the metadata store, run by workers in this process.
+//!
+//! Enqueuing writes a row; any worker of any sluice process may claim it. A claim is a lease
+//! that the worker renews while the job runs; when a worker dies, its lease runs out and another
+//! worker runs the job again. Every job is therefore written to be idempotent. A failed attempt
+//! is retried with exponential backoff until the job's attempts are used up.
+//!
+//! Workers wake at once for jobs enqueued in their own process and poll for the others'.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::{Error, Result};
+use crate::model::{format_time, new_id, now};
+use crate::store::{ClaimedJob, NewJob};
+
+/// How long a claim lasts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often a running job renews its lease.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often an idle worker looks for jobs enqueued by other processes.
+const POLL: Duration = Duration::from_millis(500);
+/// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Attempts a job gets unless it says otherwise.
+pub const DEFAULT_ATTEMPTS: i32 = 5;
+
+/// The kinds of job sluice runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    NamespaceDelete,
+    BucketDelete,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 2] = [Self::NamespaceDelete, Self::BucketDelete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NamespaceDelete => "namespace.delete",
+            Self::BucketDelete => "bucket.delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Wakes this process's idle workers when a job is enqueued here.
+#[derive(Default)]
+pub struct JobSignal {
+    notify: Notify,
+}
+
+/// Enqueues a job that may run right away.
+///
+/// # Errors
+///
+/// Fails on a store error.
+pub async fn enqueue(
+    state: &AppState,
+    kind: JobKind,
+    org_id: &str,
+    payload: Value,
+    dedupe_key: Option<String>,
+) -> Result<()> {
+    let at = now();
+    let job = NewJob {
+        id: new_id("job_", 20),
+        kind: kind.as_str().to_string(),
+        org_id: org_id.to_string(),
+        payload,
+        max_attempts: DEFAULT_ATTEMPTS,
+        run_at: at.clone(),
+        dedupe_key,
+    };
+    state.store.enqueue_job(&job, &at).await?;
+    state.job_signal.notify.notify_one();
+    Ok(())
+}
+
+/// Runs `count` workers until `shutdown` turns true. A job still running then is abandoned
+/// with its lease, and another process (or this one, after a restart) runs it again.
+pub async fn run_workers(state: Arc<AppState>, count: usize, shutdown: watch::Receiver<bool>) {
+    let owner = new_id("worker_", 12);
+    let mut handles = Vec::with_capacity(count);
+    for n in 0..count {
+        let state = state.clone();
+        let mut shutdown = shutdown.clone();
+        let name = format!("{owner}-{n}");
+        handles.push(tokio::spawn(async move {
+            tokio::select! {
+                () = worker(&state, &name) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.ok();
+    }
+}
+
+async fn worker(state: &AppState, owner: &str) {
+    loop {
+        let claimed = state.store.claim_job(owner, &lease_until(), &now()).await;
+        match claimed {
+            Ok(Some(job)) => run_claimed(state, owner, job).await,
+            Ok(None) => {
+                tokio::select! {
+                    () = state.job_signal.notify.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not claim a job");
+                tokio::time::sleep(POLL * 4).await;
+            }
+        }
+    }
+}
+
+async fn run_claimed(state: &AppState, owner: &str, job: ClaimedJob) {
+    let span =
+        tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempts);
+    async {
+        let outcome = tokio::select! {
+            outcome = dispatch(state, &job) => outcome,
+            () = keep_lease(state, &job.id, owner) => {
+                tracing::warn!("lost the job's lease; another worker runs it");
+                return;
+            }
+        };
+        settle(state, owner, &job, outcome).await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
+    match JobKind::parse(&job.kind) {
+        Some(JobKind::NamespaceDelete | JobKind::BucketDelete) => {
+            crate::service::tasks::run_deletion(state, job).await
+        }
+        None => Err(Error::Internal(format!("unknown job kind {}", job.kind))),
+    }
+}
+
+/// Renews the lease until it is lost; never returns while the lease holds.
+async fn keep_lease(state: &AppState, id: &str, owner: &str) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        match state.store.extend_job_lease(id, owner, &lease_until()).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(error = %e, "could not renew a job lease"),
+        }
+    }
+}
+
+async fn settle(state: &AppState, owner: &str, job: &ClaimedJob, outcome: Result<()>) {
+    let at = now();
+    let (status, error, run_at) = match &outcome {
+        Ok(()) => ("done", None, at.clone()),
+        Err(e) if job.attempts < job.max_attempts => {
+            let delay = backoff(job.attempts);
+            tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "job attempt failed");
+            ("queued", Some(e.to_string()), later(delay))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "job failed for good");
+            ("failed", Some(e.to_string()), at.clone())
+        }
+    };
+    if let Err(e) =
+        state.store.finish_job(&job.id, owner, status, error.as_deref(), &run_at, &at).await
+    {
+        tracing::error!(error = %e, "could not record a job's outcome; it runs again after its lease");
+    }
+    if outcome.is_ok() {
+        tracing::info!("job done");
+    }
+}
+
+/// The delay before retry number `attempts`: 1 s, 2 s, 4 s, … up to five minutes.
+fn backoff(attempts: i32) -> Duration {
+    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+    FIRST_BACKOFF.saturating_mul(2u32.saturating_pow(exponent)).min(MAX_BACKOFF)
+}
+
+fn lease_until() -> String {
+    later(LEASE)
+}
+
+fn later(delay: Duration) -> String {
+    let delay = time::Duration::try_from(delay).unwrap_or(time::Duration::ZERO);
+    format_time(time::OffsetDateTime::now_utc() + delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(JobKind::parse("nope"), None);
+    }
+}

@@ -1,0 +1,187 @@
+//! The durable job queue: rows in the metadata store, claimed with leases.
+//!
+//! A worker claims the oldest due job by writing its own name and a lease expiry into the row.
+//! PostgreSQL skips rows other workers hold (`FOR UPDATE SKIP LOCKED`); SQLite has one writer
+//! at a time, so its claim is a plain update inside a write transaction. A job whose lease
+//! ran out, because its worker died, is claimable again.
+
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Db, Store, StoreResult};
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: String,
+    pub org_id: String,
+    pub payload: Value,
+    pub max_attempts: i32,
+    pub run_at: String,
+    /// At most one unfinished job may hold a dedupe key; enqueuing a second is a no-op.
+    pub dedupe_key: Option<String>,
+}
+
+/// A job a worker holds the lease of.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub kind: String,
+    pub org_id: String,
+    pub payload: Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+type ClaimedRow = (String, String, String, Json<Value>, i32, i32);
+
+const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', lease_owner = $1, \
+    lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+    WHERE id = (SELECT id FROM jobs \
+                WHERE (status = 'queued' AND run_at <= $3) \
+                   OR (status = 'running' AND lease_until < $3) \
+                ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+    RETURNING id, kind, org_id, payload, attempts, max_attempts";
+
+const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', lease_owner = $1, \
+    lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+    WHERE id = (SELECT id FROM jobs \
+                WHERE (status = 'queued' AND run_at <= $3) \
+                   OR (status = 'running' AND lease_until < $3) \
+                ORDER BY run_at LIMIT 1) \
+    RETURNING id, kind, org_id, payload, attempts, max_attempts";
+
+impl Store {
+    /// Adds a job; returns false when an unfinished job holds the same dedupe key.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn enqueue_job(&self, job: &NewJob, now: &str) -> StoreResult<bool> {
+        let sql = "INSERT INTO jobs (id, kind, org_id, payload, status, attempts, max_attempts, \
+                   run_at, dedupe_key, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $8, $8) \
+                   ON CONFLICT DO NOTHING";
+        let inserted = with_pool!(self, pool => sqlx::query(sql)
+            .bind(&job.id)
+            .bind(&job.kind)
+            .bind(&job.org_id)
+            .bind(Json(&job.payload))
+            .bind(job.max_attempts)
+            .bind(&job.run_at)
+            .bind(&job.dedupe_key)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(inserted > 0)
+    }
+
+    /// Claims the oldest due job, or one whose lease ran out, for `owner` until `lease_until`.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn claim_job(
+        &self,
+        owner: &str,
+        lease_until: &str,
+        now: &str,
+    ) -> StoreResult<Option<ClaimedJob>> {
+        let row: Option<ClaimedRow> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as(CLAIM_POSTGRES)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let row = sqlx::query_as(CLAIM_SQLITE)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                row
+            }
+        };
+        Ok(row.map(|(id, kind, org_id, Json(payload), attempts, max_attempts)| ClaimedJob {
+            id,
+            kind,
+            org_id,
+            payload,
+            attempts,
+            max_attempts,
+        }))
+    }
+
+    /// Extends the lease of a job this owner still holds; false when it lost the lease.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn extend_job_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: &str,
+    ) -> StoreResult<bool> {
+        let sql = "UPDATE jobs SET lease_until = $1 \
+                   WHERE id = $2 AND lease_owner = $3 AND status = 'running'";
+        let done = with_pool!(self, pool => sqlx::query(sql)
+            .bind(lease_until)
+            .bind(id)
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Records how a claimed job ended: `done`, `failed`, or `queued` again at `run_at` for a
+    /// retry. Only the lease holder's word counts. A finished job frees its dedupe key.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn finish_job(
+        &self,
+        id: &str,
+        owner: &str,
+        status: &str,
+        error: Option<&str>,
+        run_at: &str,
+        now: &str,
+    ) -> StoreResult<()> {
+        let sql = "UPDATE jobs SET status = $1, last_error = $2, run_at = $3, lease_owner = NULL, \
+                   lease_until = NULL, updated_at = $4, \
+                   dedupe_key = CASE WHEN $1 = 'queued' THEN dedupe_key ELSE NULL END \
+                   WHERE id = $5 AND lease_owner = $6";
+        with_pool!(self, pool => sqlx::query(sql)
+            .bind(status)
+            .bind(error)
+            .bind(run_at)
+            .bind(now)
+            .bind(id)
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Counts jobs by status, for health and tests.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn job_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let sql = "SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status";
+        Ok(with_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await)?)
+    }
+}
