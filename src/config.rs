@@ -54,6 +54,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_INLINE_BLOB_BYTES", default_value = "16777216")]
     pub max_inline_blob_bytes: String,
 
+    /// The URL clients reach this server at, for the signed URLs it hands out; default
+    /// `http://` and the listen address.
+    #[arg(long, env = "SLUICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Master key (32 bytes, base64) for signed URLs; default a key file in the data directory.
+    #[arg(long, env = "SLUICE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
     /// What this process does: `all` (API and workers), `api` or `worker`.
     #[arg(long, env = "SLUICE_ROLE", default_value = "all")]
     pub role: String,
@@ -76,7 +85,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(variable: &'static str, message: impl Into<String>) -> Self {
         Self { variable, message: message.into() }
     }
 }
@@ -140,6 +149,8 @@ pub struct Config {
     pub limits: Limits,
     pub role: Role,
     pub workers: usize,
+    pub public_url: Option<String>,
+    pub master_key: [u8; 32],
 }
 
 impl CommonArgs {
@@ -229,9 +240,21 @@ impl ServeArgs {
                     format!("expected 0 to 64, got {:?}", self.workers),
                 )
             })?;
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "SLUICE_PUBLIC_URL",
+                "expected an http:// or https:// URL",
+            ));
+        }
+        let master_key =
+            crate::secrets::master_key(&self.common.data_dir, self.master_key.as_deref())?;
         Ok(Config {
             role,
             workers,
+            public_url: self.public_url.clone(),
+            master_key,
             listen,
             store,
             storage_url,

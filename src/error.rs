@@ -31,6 +31,10 @@ pub enum Error {
     #[error("method not allowed")]
     MethodNotAllowed,
 
+    /// The request carries credentials that do not allow it, e.g. a bad signed URL.
+    #[error("{0}")]
+    Forbidden(String),
+
     /// No valid API key was presented.
     #[error("{0}")]
     Unauthorized(String),

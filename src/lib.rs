@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod model;
+pub mod secrets;
 pub mod service;
 pub mod store;
 
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 
 use crate::api::auth::Caller;
 use crate::blob::BlobStore;
+use crate::blob::signed::UrlSigner;
 use crate::config::{Config, Limits, Role};
 use crate::jobs::JobSignal;
 use crate::service::cache::TtlCache;
@@ -45,6 +47,7 @@ pub struct AppState {
     pub blobs: BlobStore,
     pub limits: Limits,
     pub job_signal: JobSignal,
+    pub signer: UrlSigner,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
     pub namespace_cache: TtlCache<(String, String), serde_json::Value>,
@@ -73,6 +76,9 @@ pub async fn run(
         "metadata store ready"
     );
     let blobs = BlobStore::open(&config.storage_url)?;
+    let address = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let signer = UrlSigner::new(&config.master_key, &public_url);
     announce_bootstrap(&store, config.bootstrap_api_key.as_deref()).await?;
 
     let state = Arc::new(AppState {
@@ -80,6 +86,7 @@ pub async fn run(
         blobs,
         limits: config.limits,
         job_signal: JobSignal::default(),
+        signer,
         auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
@@ -91,7 +98,6 @@ pub async fn run(
     };
     let worker_pool = tokio::spawn(jobs::run_workers(state.clone(), workers, workers_stopped));
 
-    let address = listener.local_addr()?;
     tracing::info!(%address, role = config.role.as_str(), workers, "sluice listening");
     let app = match config.role {
         Role::Worker => api::health_router(state.clone()),

@@ -170,7 +170,11 @@ async fn open_store(common: &CommonArgs) -> Result<Store, String> {
 fn init_logging(common: &CommonArgs) -> Result<(), String> {
     let filter = EnvFilter::try_new(&common.log).map_err(|e| format!("SLUICE_LOG: {e}"))?;
     let format = common.log_format().map_err(|e| e.to_string())?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colors = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colors);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

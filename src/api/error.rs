@@ -17,6 +17,7 @@ impl Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +57,9 @@ impl Error {
                 "this route does not take that method".into(),
                 Value::Null,
             ),
+            Error::Forbidden(message) => {
+                ("ForbiddenError", "forbidden".into(), message.clone(), Value::Null)
+            }
             Error::Unauthorized(message) => {
                 ("UnauthorizedError", "unauthorized".into(), message.clone(), Value::Null)
             }

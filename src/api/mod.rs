@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::Error;
-use handlers::{buckets, health, namespaces, objects, tasks};
+use handlers::{buckets, files, health, namespaces, objects, tasks};
 
 /// Builds the router of the whole API.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/buckets/{bucket}/objects/{object}",
             get(objects::get).put(objects::update).patch(objects::patch).delete(objects::delete),
         )
+        .route("/files/{*key}", get(files::get))
         .route("/tasks/list", post(tasks::list))
         .route("/tasks/{task}", get(tasks::get).delete(tasks::kill));
 

@@ -5,6 +5,8 @@
 //! `{internal_id}/{namespace_id}/{bucket_id}/{object_id}/{blob_id}/{filename}`, so one
 //! organization's bytes never share a prefix with another's.
 
+pub mod signed;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +24,10 @@ pub enum BlobError {
     #[error("could not prepare the blob directory: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// The bytes of a blob, chunk by chunk.
+pub type BlobStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 /// Where a blob was written and what it holds.
 #[derive(Debug, Clone)]
@@ -91,6 +97,20 @@ impl BlobStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Opens a blob for reading as a stream of chunks, with its size.
+    ///
+    /// # Errors
+    ///
+    /// [`BlobError::Store`] with `object_store::Error::NotFound` when it is missing.
+    pub async fn open_read(&self, key: &str) -> Result<(u64, BlobStream), BlobError> {
+        let result = self.inner.get(&Path::from(key)).await?;
+        let size = result.meta.size;
+        let stream = futures::StreamExt::map(result.into_stream(), |chunk| {
+            chunk.map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        Ok((size, Box::pin(stream)))
     }
 
     /// Reads a whole blob. Only for small blobs and tests; large reads stream.

@@ -346,11 +346,20 @@ fn parse_unique_key(value: &Value, schema: &BucketSchema) -> Result<Value> {
         let name = field.as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
             Error::invalid(format!("unique_key.fields[{i}]"), "expected a field name")
         })?;
-        if schema.blob_property(name).is_some() {
-            return Err(Error::invalid(
-                format!("unique_key.fields[{i}]"),
-                format!("{name} is a blob property; unique keys use metadata fields"),
-            ));
+        match schema.property(name) {
+            None => {
+                return Err(Error::invalid(
+                    format!("unique_key.fields[{i}]"),
+                    format!("{name} is not a property of the bucket schema"),
+                ));
+            }
+            Some(field) if field.field_type.is_blob() => {
+                return Err(Error::invalid(
+                    format!("unique_key.fields[{i}]"),
+                    format!("{name} is a blob property; unique keys use metadata fields"),
+                ));
+            }
+            Some(_) => {}
         }
         names.push(name.to_string());
     }

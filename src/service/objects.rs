@@ -78,10 +78,20 @@ impl Policy {
     }
 }
 
-/// The body of `POST …/objects/list`. Unknown keys are refused, as the contract says.
+/// The body of `POST …/objects/list`. Unknown keys are refused, as the contract says; the
+/// pagination keys are accepted too, because the official wrapper sends them in the body, and
+/// the query string wins over them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListObjects {
+    pub limit: Option<i64>,
+    pub page_size: Option<i64>,
+    pub offset: Option<i64>,
+    pub page: Option<i64>,
+    pub cursor: Option<String>,
+    pub next_cursor: Option<String>,
+    pub after: Option<String>,
+    pub include_total: Option<bool>,
     pub filters: Option<Value>,
     pub sort: Option<Value>,
     pub search: Option<String>,
@@ -123,7 +133,11 @@ async fn bucket_ctx<'a>(
     Ok(BucketCtx { caller, bucket, bucket_id, schema })
 }
 
+/// The error code of a unique-key collision.
+const UNIQUE_KEY_TAKEN: &str = "unique_key_exists";
+
 /// An object validated and ready to insert.
+#[derive(Clone)]
 struct Prepared {
     row: NewObject,
     blobs: Vec<PendingBlob>,
@@ -131,6 +145,7 @@ struct Prepared {
 }
 
 /// Bytes to write to the blob store before the row is inserted.
+#[derive(Clone)]
 struct PendingBlob {
     key: String,
     bytes: Bytes,
@@ -494,7 +509,7 @@ async fn replay(state: &AppState, ctx: &BucketCtx<'_>, row: &NewObject) -> Resul
     {
         return Ok(Created { doc: existing.doc, replayed_by: Some("idempotency_key") });
     }
-    Err(Error::conflict("object_conflict", "an object with the same unique key already exists"))
+    Err(Error::conflict(UNIQUE_KEY_TAKEN, "an object with the same unique key already exists"))
 }
 
 async fn create_with_policy(
@@ -507,16 +522,31 @@ async fn create_with_policy(
     let existing = state.store.find_object_by(&ctx.bucket_id, ObjectKey::Unique, &key).await?;
     match (existing, policy) {
         (Some(_), Policy::Insert) => Err(Error::conflict(
-            "unique_key_exists",
+            UNIQUE_KEY_TAKEN,
             format!("an object with unique key {key} already exists"),
         )),
         (None, Policy::Update) => Err(Error::not_found("object", format!("unique key {key}"))),
         (Some(row), Policy::Update | Policy::Upsert) => replace(state, row, prepared).await,
         (None, Policy::Insert | Policy::Upsert) => {
-            let mut created = insert_prepared(state, ctx, vec![prepared]).await?;
-            let created =
-                created.pop().ok_or_else(|| Error::Internal("insert returned no row".into()))?;
-            Ok(response(created.doc))
+            let inserted = insert_prepared(state, ctx, vec![prepared.clone()]).await;
+            match inserted {
+                // Another request inserted the same key in between: an upsert updates it.
+                Err(Error::Conflict { code: UNIQUE_KEY_TAKEN, .. }) if policy == Policy::Upsert => {
+                    let existing =
+                        state.store.find_object_by(&ctx.bucket_id, ObjectKey::Unique, &key).await?;
+                    let existing = existing.ok_or_else(|| {
+                        Error::conflict(UNIQUE_KEY_TAKEN, "the unique key changed hands; retry")
+                    })?;
+                    replace(state, existing, prepared).await
+                }
+                Err(e) => Err(e),
+                Ok(mut created) => {
+                    let created = created
+                        .pop()
+                        .ok_or_else(|| Error::Internal("insert returned no row".into()))?;
+                    Ok(response(created.doc))
+                }
+            }
         }
     }
 }
@@ -607,10 +637,36 @@ pub async fn get(
     caller: &NamespacedCaller,
     bucket: &str,
     id: &str,
+    presign: bool,
 ) -> Result<Value> {
     let ctx = bucket_ctx(state, caller, bucket).await?;
     let row = state.store.get(Table::Objects, ctx.scope(), id).await?;
-    row.map(|r| response(r.doc)).ok_or_else(|| Error::not_found("object", id))
+    let doc = row.map(|r| response(r.doc)).ok_or_else(|| Error::not_found("object", id))?;
+    Ok(if presign { with_presigned_urls(state, doc) } else { doc })
+}
+
+/// How long a presigned URL in an object answer stays valid.
+const PRESIGNED_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Fills each blob's `presigned_url` (mirrored into `properties`): a signed URL for stored
+/// bytes, the source itself for a blob that is an http(s) URL.
+fn with_presigned_urls(state: &AppState, mut doc: Value) -> Value {
+    for blob in doc["blobs"].as_array_mut().into_iter().flatten() {
+        let url = if let Some(key) = blob["properties"]["storage_key"].as_str() {
+            let mime = blob["details"]["mime_type"].as_str();
+            Some(state.signer.get_url(key, mime, PRESIGNED_TTL))
+        } else {
+            blob["properties"]["url"]
+                .as_str()
+                .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                .map(String::from)
+        };
+        if let Some(url) = url {
+            blob["presigned_url"] = json!(url);
+            blob["properties"]["presigned_url"] = json!(url);
+        }
+    }
+    doc
 }
 
 /// Lists the objects of a bucket, oldest first unless sorted otherwise.
@@ -626,7 +682,17 @@ pub async fn list(
     query: &PageParams,
 ) -> Result<Value> {
     let ctx = bucket_ctx(state, caller, bucket).await?;
-    let paging = query.resolve(100, MAX_LIMIT)?;
+    let body_paging = PageParams {
+        limit: req.limit,
+        page_size: req.page_size,
+        offset: req.offset,
+        page: req.page,
+        cursor: req.cursor.clone(),
+        next_cursor: req.next_cursor.clone(),
+        after: req.after.clone(),
+        include_total: req.include_total,
+    };
+    let paging = query.clone().or(&body_paging).resolve(100, MAX_LIMIT)?;
     let search = req.search.as_deref().filter(|s| !s.is_empty()).map(|s| {
         json!({"OR": [
             {"field": "key_prefix", "operator": "contains", "value": s, "case_sensitive": false},
@@ -650,6 +716,9 @@ pub async fn list(
         blobs += row.doc["blobs"].as_array().map_or(0, Vec::len);
         let mut doc = response(row.doc.clone());
         doc["document_count"] = Value::Null;
+        if req.return_presigned_urls == Some(true) {
+            doc = with_presigned_urls(state, doc);
+        }
         results.push(match &select {
             Some(fields) => project(&doc, fields),
             None => doc,
@@ -773,7 +842,7 @@ async fn modify(
     let saved = state.store.update_object(id, &doc, unique_key.as_deref(), size).await;
     saved.map_err(|e| match e {
         StoreError::Duplicate => {
-            Error::conflict("unique_key_exists", "another object has the same unique key")
+            Error::conflict(UNIQUE_KEY_TAKEN, "another object has the same unique key")
         }
         other => other.into(),
     })?;

@@ -26,6 +26,8 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    /// The admin URL and name of this server's own PostgreSQL database, dropped on stop.
+    postgres: Option<(String, String)>,
 }
 
 /// The PostgreSQL URL the suite runs against. The suite refuses to skip PostgreSQL silently:
@@ -42,7 +44,7 @@ fn postgres_admin_url() -> Option<String> {
     }
 }
 
-async fn fresh_postgres_database(admin_url: &str) -> String {
+async fn fresh_postgres_database(admin_url: &str) -> (String, String) {
     let name = format!("sluice_test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to postgres");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -51,7 +53,14 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
         .expect("create test database");
     conn.close().await.ok();
     let (base, _) = admin_url.rsplit_once('/').expect("postgres URL has a database");
-    format!("{base}/{name}")
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) {
+    let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await else { return };
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.ok();
+    conn.close().await.ok();
 }
 
 /// Starts a server on `backend`; `None` when PostgreSQL is skipped on purpose.
@@ -66,9 +75,13 @@ pub async fn start_with(backend: Backend, limits: Limits) -> Option<TestServer> 
 /// Starts a server with `workers` job workers (0 leaves every job queued).
 pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> Option<TestServer> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = match backend {
-        Backend::Sqlite => format!("sqlite:{}", dir.path().join("sluice.db").display()),
-        Backend::Postgres => fresh_postgres_database(&postgres_admin_url()?).await,
+    let (database_url, postgres) = match backend {
+        Backend::Sqlite => (format!("sqlite:{}", dir.path().join("sluice.db").display()), None),
+        Backend::Postgres => {
+            let admin = postgres_admin_url()?;
+            let (url, name) = fresh_postgres_database(&admin).await;
+            (url, Some((admin, name)))
+        }
     };
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -78,11 +91,17 @@ pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> O
         limits,
         role: sluice::config::Role::All,
         workers,
+        public_url: None,
+        master_key: [42; 32],
     };
-    Some(launch(config, dir).await)
+    Some(launch(config, dir, postgres).await)
 }
 
-async fn launch(config: Config, dir: tempfile::TempDir) -> TestServer {
+async fn launch(
+    config: Config,
+    dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address: SocketAddr = listener.local_addr().expect("address");
     let (tx, rx) = oneshot::channel::<()>();
@@ -102,6 +121,7 @@ async fn launch(config: Config, dir: tempfile::TempDir) -> TestServer {
         shutdown: Some(tx),
         handle: Some(handle),
         _dir: dir,
+        postgres,
     };
     server.wait_ready().await;
     server
@@ -120,8 +140,15 @@ impl TestServer {
         panic!("server did not become healthy");
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the server, waits for it to finish and drops its PostgreSQL database.
     pub async fn stop(mut self) {
+        self.halt().await;
+        if let Some((admin, name)) = self.postgres.take() {
+            drop_postgres_database(&admin, &name).await;
+        }
+    }
+
+    async fn halt(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             tx.send(()).ok();
         }
@@ -133,16 +160,11 @@ impl TestServer {
     /// Stops the server and starts it again on the same store and blobs, with `workers` workers,
     /// as an operator's restart would.
     pub async fn restart(mut self, workers: usize) -> TestServer {
-        if let Some(tx) = self.shutdown.take() {
-            tx.send(()).ok();
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.await.expect("server task");
-        }
+        self.halt().await;
         let mut config = self.config.clone();
         config.workers = workers;
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
-        launch(config, dir).await
+        launch(config, dir, self.postgres.take()).await
     }
 
     /// Opens the server's store directly, as the admin command does.

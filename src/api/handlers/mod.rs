@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource.
 
 pub mod buckets;
+pub mod files;
 pub mod health;
 pub mod namespaces;
 pub mod objects;

@@ -21,10 +21,7 @@ pub struct CreateQuery {
 
 #[derive(Deserialize)]
 pub struct GetQuery {
-    #[allow(dead_code)]
     return_presigned_urls: Option<bool>,
-    #[allow(dead_code)]
-    include_document_count: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -73,8 +70,10 @@ pub async fn list(
     caller: NamespacedCaller,
     PathParams(bucket): PathParams<String>,
     QueryParams(query): QueryParams<PageParams>,
-    JsonBody(req): JsonBody<ListObjects>,
+    QueryParams(presign): QueryParams<GetQuery>,
+    JsonBody(mut req): JsonBody<ListObjects>,
 ) -> Result<Json<Value>> {
+    req.return_presigned_urls = presign.return_presigned_urls.or(req.return_presigned_urls);
     objects::list(&state, &caller, &bucket, req, &query).await.map(Json)
 }
 
@@ -83,17 +82,21 @@ pub async fn list_get(
     caller: NamespacedCaller,
     PathParams(bucket): PathParams<String>,
     QueryParams(query): QueryParams<PageParams>,
+    QueryParams(presign): QueryParams<GetQuery>,
 ) -> Result<Json<Value>> {
-    objects::list(&state, &caller, &bucket, ListObjects::default(), &query).await.map(Json)
+    let req =
+        ListObjects { return_presigned_urls: presign.return_presigned_urls, ..Default::default() };
+    objects::list(&state, &caller, &bucket, req, &query).await.map(Json)
 }
 
 pub async fn get(
     state: AppStateRef,
     caller: NamespacedCaller,
     PathParams((bucket, id)): PathParams<(String, String)>,
-    QueryParams(_query): QueryParams<GetQuery>,
+    QueryParams(query): QueryParams<GetQuery>,
 ) -> Result<Json<Value>> {
-    objects::get(&state, &caller, &bucket, &id).await.map(Json)
+    let presign = query.return_presigned_urls.unwrap_or(false);
+    objects::get(&state, &caller, &bucket, &id, presign).await.map(Json)
 }
 
 pub async fn update(
