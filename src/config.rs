@@ -38,7 +38,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: String,
 
-    /// Blob store: `file:PATH`; default files under the data directory.
+    /// Blob store: `file:PATH`, `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX` or
+    /// `az://CONTAINER/PREFIX`; default files under the data directory.
     #[arg(long, env = "SLUICE_STORAGE_URL", hide_env_values = true)]
     pub storage_url: Option<String>,
 
@@ -70,6 +71,10 @@ pub struct ServeArgs {
     /// How many background job workers run in this process (0 for none).
     #[arg(long, env = "SLUICE_WORKERS", default_value = "2")]
     pub workers: String,
+
+    /// Largest file a presigned upload may carry, in bytes.
+    #[arg(long, env = "SLUICE_MAX_UPLOAD_BYTES", default_value = "5368709120")]
+    pub max_upload_bytes: String,
 
     /// Most connections the metadata store pool opens.
     #[arg(long, env = "SLUICE_DB_MAX_CONNECTIONS", default_value = "32")]
@@ -123,11 +128,16 @@ pub enum LogFormat {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_inline_blob_bytes: usize,
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 32 << 20, max_inline_blob_bytes: 16 << 20 }
+        Self {
+            max_body_bytes: 32 << 20,
+            max_inline_blob_bytes: 16 << 20,
+            max_upload_bytes: 5 << 30,
+        }
     }
 }
 
@@ -205,9 +215,13 @@ impl ServeArgs {
 
         let storage_url = match &self.storage_url {
             None => format!("file:{}", self.common.data_dir.join("blobs").display()),
-            Some(url) if url.starts_with("file:") => url.clone(),
+            Some(url) if is_storage_url(url) => url.clone(),
             Some(_) => {
-                return Err(ConfigError::new("SLUICE_STORAGE_URL", "expected a file: URL"));
+                return Err(ConfigError::new(
+                    "SLUICE_STORAGE_URL",
+                    "expected file:PATH, s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX] or \
+                     az://CONTAINER[/PREFIX]",
+                ));
             }
         };
         if let Some(key) = &self.bootstrap_api_key {
@@ -220,6 +234,7 @@ impl ServeArgs {
                 "SLUICE_MAX_INLINE_BLOB_BYTES",
                 &self.max_inline_blob_bytes,
             )?,
+            max_upload_bytes: parse_number("SLUICE_MAX_UPLOAD_BYTES", &self.max_upload_bytes)?,
         };
         self.common.log_format()?;
         let role = match self.role.as_str() {
@@ -262,6 +277,19 @@ impl ServeArgs {
             limits,
         })
     }
+}
+
+/// Whether `url` names a blob store sluice can open: local files, or a bucket (container) of
+/// S3, GCS or Azure, optionally followed by a prefix.
+fn is_storage_url(url: &str) -> bool {
+    if url.starts_with("file:") {
+        return true;
+    }
+    ["s3://", "gs://", "az://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .and_then(|rest| rest.split('/').next())
+            .is_some_and(|bucket| !bucket.is_empty())
+    })
 }
 
 fn is_postgres_url(url: &str) -> bool {

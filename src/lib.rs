@@ -15,6 +15,7 @@ pub mod api;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod jobs;
 pub mod model;
 pub mod secrets;

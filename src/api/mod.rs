@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::Error;
-use handlers::{buckets, files, health, namespaces, objects, tasks};
+use handlers::{buckets, files, health, namespaces, objects, tasks, uploads};
 
 /// Builds the router of the whole API.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -51,7 +51,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/buckets/{bucket}/objects/{object}",
             get(objects::get).put(objects::update).patch(objects::patch).delete(objects::delete),
         )
-        .route("/files/{*key}", get(files::get))
+        .route("/buckets/{bucket}/uploads", post(uploads::create))
+        .route("/buckets/{bucket}/uploads/batch", post(uploads::create_batch))
+        .route("/buckets/{bucket}/uploads/list", post(uploads::list))
+        .route("/buckets/{bucket}/uploads/confirm/batch", post(uploads::confirm_batch))
+        .route("/buckets/{bucket}/uploads/{upload}", get(uploads::get).delete(uploads::delete))
+        .route("/buckets/{bucket}/uploads/{upload}/confirm", post(uploads::confirm))
+        .route("/files/{*key}", get(files::get).put(files::put))
         .route("/tasks/list", post(tasks::list))
         .route("/tasks/{task}", get(tasks::get).delete(tasks::kill));
 

@@ -36,15 +36,30 @@ pub const DEFAULT_ATTEMPTS: i32 = 5;
 pub enum JobKind {
     NamespaceDelete,
     BucketDelete,
+    /// Moves every stored blob of a bucket to the bucket's storage class.
+    BucketRetier,
+    /// Confirms uploads in the background.
+    UploadConfirm,
+    /// Cancels an upload that was never confirmed, at its expiry time.
+    UploadExpire,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [Self::NamespaceDelete, Self::BucketDelete];
+    pub const ALL: [JobKind; 5] = [
+        Self::NamespaceDelete,
+        Self::BucketDelete,
+        Self::BucketRetier,
+        Self::UploadConfirm,
+        Self::UploadExpire,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NamespaceDelete => "namespace.delete",
             Self::BucketDelete => "bucket.delete",
+            Self::BucketRetier => "bucket.retier",
+            Self::UploadConfirm => "upload.confirm",
+            Self::UploadExpire => "upload.expire",
         }
     }
 
@@ -72,13 +87,40 @@ pub async fn enqueue(
     dedupe_key: Option<String>,
 ) -> Result<()> {
     let at = now();
+    enqueue_job(state, kind, org_id, payload, dedupe_key, &at).await
+}
+
+/// Enqueues a job that runs no earlier than `run_at` (an RFC 3339 time as [`now`] writes it).
+///
+/// # Errors
+///
+/// Fails on a store error.
+pub async fn enqueue_at(
+    state: &AppState,
+    kind: JobKind,
+    org_id: &str,
+    payload: Value,
+    run_at: &str,
+) -> Result<()> {
+    enqueue_job(state, kind, org_id, payload, None, run_at).await
+}
+
+async fn enqueue_job(
+    state: &AppState,
+    kind: JobKind,
+    org_id: &str,
+    payload: Value,
+    dedupe_key: Option<String>,
+    run_at: &str,
+) -> Result<()> {
+    let at = now();
     let job = NewJob {
         id: new_id("job_", 20),
         kind: kind.as_str().to_string(),
         org_id: org_id.to_string(),
         payload,
         max_attempts: DEFAULT_ATTEMPTS,
-        run_at: at.clone(),
+        run_at: run_at.to_string(),
         dedupe_key,
     };
     state.store.enqueue_job(&job, &at).await?;
@@ -148,6 +190,9 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
         Some(JobKind::NamespaceDelete | JobKind::BucketDelete) => {
             crate::service::tasks::run_deletion(state, job).await
         }
+        Some(JobKind::BucketRetier) => crate::service::buckets::run_retier(state, job).await,
+        Some(JobKind::UploadConfirm) => crate::service::uploads::run_confirm_task(state, job).await,
+        Some(JobKind::UploadExpire) => crate::service::uploads::run_expiry(state, job).await,
         None => Err(Error::Internal(format!("unknown job kind {}", job.kind))),
     }
 }

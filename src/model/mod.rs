@@ -91,6 +91,55 @@ impl StorageClass {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
+
+    /// The S3 `x-amz-storage-class` value of this class.
+    ///
+    /// This block is the one place where classes meet provider names; the blob layer reads its
+    /// names from here and nowhere else.
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            Self::Standard => "STANDARD",
+            Self::Nearline => "STANDARD_IA",
+            Self::Coldline => "GLACIER_IR",
+            Self::Archive => "GLACIER",
+        }
+    }
+
+    /// The Google Cloud Storage `storageClass` value of this class.
+    pub fn gcs_name(self) -> &'static str {
+        match self {
+            Self::Standard => "STANDARD",
+            Self::Nearline => "NEARLINE",
+            Self::Coldline => "COLDLINE",
+            Self::Archive => "ARCHIVE",
+        }
+    }
+
+    /// The Azure Blob `x-ms-access-tier` value of this class.
+    pub fn azure_tier(self) -> &'static str {
+        match self {
+            Self::Standard => "Hot",
+            Self::Nearline => "Cool",
+            Self::Coldline => "Cold",
+            Self::Archive => "Archive",
+        }
+    }
+
+    /// The class an S3 storage class name stands for. Names outside the mapping (for example
+    /// `DEEP_ARCHIVE`) have no class here, because sluice never writes them.
+    pub fn from_s3_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.s3_name().eq_ignore_ascii_case(name))
+    }
+
+    /// The class a Google Cloud Storage class name stands for.
+    pub fn from_gcs_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.gcs_name().eq_ignore_ascii_case(name))
+    }
+
+    /// The class an Azure access tier stands for.
+    pub fn from_azure_tier(tier: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.azure_tier().eq_ignore_ascii_case(tier))
+    }
 }
 
 /// The contract's `TaskStatusEnum`, limited to the values sluice's tasks use.
@@ -141,15 +190,29 @@ impl TaskStatus {
 pub enum TaskType {
     NamespaceDelete,
     BucketDelete,
+    UploadConfirm,
+    UploadBatchConfirm,
+    /// Moving a bucket's stored blobs to a new storage class. The contract has no task type of
+    /// its own for this; `materialize` is the generic one, and clients see the same value.
+    Retier,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 2] = [Self::NamespaceDelete, Self::BucketDelete];
+    pub const ALL: [TaskType; 5] = [
+        Self::NamespaceDelete,
+        Self::BucketDelete,
+        Self::UploadConfirm,
+        Self::UploadBatchConfirm,
+        Self::Retier,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NamespaceDelete => "api_namespaces_delete",
             Self::BucketDelete => "api_buckets_delete",
+            Self::UploadConfirm => "api_buckets_uploads_confirm",
+            Self::UploadBatchConfirm => "api_buckets_uploads_batch_confirm",
+            Self::Retier => "materialize",
         }
     }
 

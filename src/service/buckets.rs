@@ -7,11 +7,11 @@ use crate::AppState;
 use crate::api::auth::NamespacedCaller;
 use crate::api::pagination::{MAX_LIMIT, PageParams};
 use crate::error::{Error, Result};
-use crate::jobs::JobKind;
+use crate::jobs::{self, JobKind};
 use crate::model::schema::BucketSchema;
-use crate::model::{StorageClass, TaskType, now};
+use crate::model::{StorageClass, TaskStatus, TaskType, now};
 use crate::service::{Lookup, list_filter, next_cursor, tasks};
-use crate::store::{ObjectStats, StoreError, Table};
+use crate::store::{ClaimedJob, ListSpec, ObjectStats, Scope, StoreError, Table};
 
 const NAME_MAX: usize = 100;
 const UNIQUE_KEY_FIELDS_MAX: usize = 8;
@@ -204,7 +204,9 @@ pub async fn update(
         }
         doc["bucket_schema"] = new.to_json();
     }
+    let old_class = doc["storage_class"].clone();
     apply_storage_class(&mut doc, req.storage_class.as_deref(), kind)?;
+    let retier = doc["storage_class"] != old_class;
     if let Some(unique_key) = &req.unique_key {
         apply_unique_key_change(&mut doc, unique_key)?;
     }
@@ -228,7 +230,99 @@ pub async fn update(
         other => other.into(),
     })?;
     let stats = state.store.bucket_stats(&id).await?;
-    Ok(with_stats(doc, stats))
+    let mut answer = with_stats(doc, stats);
+    if retier {
+        let inputs = json!({"bucket_id": id, "namespace_id": caller.namespace_id,
+                            "storage_class": answer["storage_class"]});
+        let org_id = &caller.caller.org_id;
+        let task = tasks::create(state, org_id, TaskType::Retier, inputs).await?;
+        jobs::enqueue(
+            state,
+            JobKind::BucketRetier,
+            org_id,
+            json!({"task_id": task["task_id"]}),
+            None,
+        )
+        .await?;
+        answer["retier_task_id"] = task["task_id"].clone();
+    }
+    Ok(answer)
+}
+
+/// How many objects a re-tiering step handles before it records its progress.
+const RETIER_PAGE: i64 = 200;
+
+/// Moves every stored blob of a bucket to the bucket's current storage class, page by page,
+/// recording after each page how far it got, so that a restarted job goes on from there.
+/// Blobs already in the class are left as they are, so running it twice changes nothing.
+///
+/// # Errors
+///
+/// A store or blob failure; the job engine retries from the last recorded page.
+pub async fn run_retier(state: &AppState, job: &ClaimedJob) -> Result<()> {
+    let org_id = job.org_id.as_str();
+    let task_id = job.payload["task_id"].as_str().unwrap_or_default();
+    let Some(row) = state.store.get(Table::Tasks, Scope::org(org_id), task_id).await? else {
+        return Ok(());
+    };
+    let mut task = tasks::set_status(state, row.doc, TaskStatus::InProgress, None).await?;
+    let inputs = task["inputs"][0].clone();
+    let namespace_id = inputs["namespace_id"].as_str().unwrap_or_default();
+    let bucket_id = inputs["bucket_id"].as_str().unwrap_or_default();
+    let bucket = match tasks::caller_for(state, org_id, namespace_id).await {
+        Ok(caller) => resolve(state, &caller, bucket_id).await.ok(),
+        Err(_) => None,
+    };
+    let Some(bucket) = bucket else {
+        tasks::set_status(state, task, TaskStatus::Completed, None).await?;
+        return Ok(());
+    };
+    let class = bucket["storage_class"].as_str().and_then(StorageClass::parse).unwrap_or_default();
+
+    let scope = Scope::bucket(org_id, namespace_id, bucket_id);
+    loop {
+        let after = task["additional_data"]["after_seq"].as_i64().unwrap_or(0);
+        let cursor = crate::store::filter_sql::Cursor { seq: after, value: None };
+        let spec = ListSpec { after: Some(cursor), limit: RETIER_PAGE, ..ListSpec::default() };
+        let page = state.store.list(Table::Objects, scope, &spec).await?;
+        let Some(last) = page.rows.last().map(|r| r.seq) else { break };
+        let mut moved = task["additional_data"]["blobs_moved"].as_i64().unwrap_or(0);
+        for row in page.rows {
+            moved += retier_object(state, row.doc, class).await?;
+        }
+        task["additional_data"]["after_seq"] = json!(last);
+        task["additional_data"]["blobs_moved"] = json!(moved);
+        task["updated_at"] = json!(now());
+        state.store.update_doc(Table::Tasks, task_id, None, &task).await?;
+    }
+    task["outputs"] = json!([{"bucket_id": bucket_id, "storage_class": class.as_str(),
+                              "blobs_moved": task["additional_data"]["blobs_moved"]}]);
+    tasks::set_status(state, task, TaskStatus::Completed, None).await?;
+    tracing::info!(bucket.id = %bucket_id, storage_class = class.as_str(), "bucket re-tiered");
+    Ok(())
+}
+
+/// Moves the stored blobs of one object to `class`; returns how many moved.
+async fn retier_object(state: &AppState, mut doc: Value, class: StorageClass) -> Result<i64> {
+    let mut moved = 0;
+    for blob in doc["blobs"].as_array_mut().into_iter().flatten() {
+        let Some(key) = blob["properties"]["storage_key"].as_str() else { continue };
+        if blob["properties"]["storage_class"] == class.as_str() {
+            continue;
+        }
+        state
+            .blobs
+            .set_storage_class(key, class)
+            .await
+            .map_err(|e| Error::Internal(format!("setting the storage class failed: {e}")))?;
+        blob["properties"]["storage_class"] = json!(class.as_str());
+        moved += 1;
+    }
+    if moved > 0 {
+        let id = doc["object_id"].as_str().unwrap_or_default().to_string();
+        state.store.update_doc(Table::Objects, &id, None, &doc).await?;
+    }
+    Ok(moved)
 }
 
 /// Starts deleting a bucket with its objects and blobs, as a task the caller can poll.

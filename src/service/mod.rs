@@ -7,6 +7,7 @@ pub mod keys;
 pub mod namespaces;
 pub mod objects;
 pub mod tasks;
+pub mod uploads;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@
 //! idempotency key is taken is answered with the object that holds the key; its fresh blobs are
 //! removed again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use crate::api::pagination::{MAX_LIMIT, PageParams};
 use crate::error::{Error, Result};
 use crate::model::blob::{BlobData, ParsedBlob, guess_mime, parse_blob};
 use crate::model::schema::{BucketSchema, FieldType};
-use crate::model::{FieldError, new_id, now};
+use crate::model::{FieldError, StorageClass, new_id, now};
 use crate::service::{buckets, list_filter, next_cursor};
 use crate::store::{NewObject, ObjectKey, Row, Scope, StoreError, Table};
 
@@ -114,6 +114,9 @@ struct BucketCtx<'a> {
     bucket: Value,
     bucket_id: String,
     schema: BucketSchema,
+    class: StorageClass,
+    /// Uploads the request's blobs name, by upload id.
+    uploads: HashMap<String, UploadedBlob>,
 }
 
 impl BucketCtx<'_> {
@@ -130,7 +133,8 @@ async fn bucket_ctx<'a>(
     let bucket = buckets::resolve(state, caller, ident).await?;
     let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default().to_string();
     let schema = BucketSchema::parse(&bucket["bucket_schema"])?;
-    Ok(BucketCtx { caller, bucket, bucket_id, schema })
+    let class = bucket["storage_class"].as_str().and_then(StorageClass::parse).unwrap_or_default();
+    Ok(BucketCtx { caller, bucket, bucket_id, schema, class, uploads: HashMap::new() })
 }
 
 /// The error code of a unique-key collision.
@@ -170,8 +174,48 @@ pub async fn create(
     body: Map<String, Value>,
     policy: Option<&str>,
 ) -> Result<Value> {
-    let ctx = bucket_ctx(state, caller, bucket).await?;
-    let prepared = prepare(state, &ctx, body, "")?;
+    let mut ctx = bucket_ctx(state, caller, bucket).await?;
+    ctx.uploads = referenced_uploads(state, &ctx, &body).await?;
+    let object = create_in(state, &ctx, body, policy).await?;
+    for upload_id in ctx.uploads.keys() {
+        claim_upload(state, &ctx, upload_id, &object["object_id"]).await?;
+    }
+    Ok(object)
+}
+
+/// Creates the object of a confirmed upload: its `object_metadata` become the object's fields
+/// and its bytes the blob, where they already are.
+///
+/// # Errors
+///
+/// 422 when the fields break the schema; the unique-key policy outcomes.
+pub(crate) async fn create_from_upload(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &Value,
+    upload: &Value,
+    size: u64,
+    sha256: Option<&str>,
+    policy: Option<&str>,
+) -> Result<Value> {
+    let mut ctx =
+        bucket_ctx(state, caller, bucket["bucket_id"].as_str().unwrap_or_default()).await?;
+    let upload_id = upload["upload_id"].as_str().unwrap_or_default().to_string();
+    ctx.uploads.insert(upload_id.clone(), UploadedBlob::of(upload, size, sha256));
+    let mut body = upload["object_metadata"].as_object().cloned().unwrap_or_default();
+    let blob = json!({"property": upload["blob_property"], "type": upload["blob_type"],
+                      "upload_id": upload_id});
+    body.insert("blobs".into(), json!([blob]));
+    create_in(state, &ctx, body, policy).await
+}
+
+async fn create_in(
+    state: &AppState,
+    ctx: &BucketCtx<'_>,
+    body: Map<String, Value>,
+    policy: Option<&str>,
+) -> Result<Value> {
+    let prepared = prepare(state, ctx, body, "")?;
 
     if let Some((fields, default_policy)) = buckets::unique_key(&ctx.bucket) {
         let policy = policy.map(String::from).or(default_policy).ok_or_else(|| {
@@ -183,14 +227,102 @@ pub async fn create(
                 ),
             )
         })?;
-        return create_with_policy(state, &ctx, prepared, Policy::parse(&policy)?).await;
+        return create_with_policy(state, ctx, prepared, Policy::parse(&policy)?).await;
     }
     if let Some(policy) = policy {
         Policy::parse(policy)?;
     }
-    let mut created = insert_prepared(state, &ctx, vec![prepared]).await?;
+    let mut created = insert_prepared(state, ctx, vec![prepared]).await?;
     let created = created.pop().ok_or_else(|| Error::Internal("insert returned no row".into()))?;
     Ok(response(created.doc))
+}
+
+/// Bytes that arrived through an upload and become a blob where they are.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadedBlob {
+    key: String,
+    size: u64,
+    mime: String,
+    filename: String,
+    sha256: Option<String>,
+}
+
+impl UploadedBlob {
+    fn of(upload: &Value, size: u64, sha256: Option<&str>) -> Self {
+        let text = |k: &str| upload[k].as_str().unwrap_or_default().to_string();
+        UploadedBlob {
+            key: text("s3_key"),
+            size,
+            mime: text("content_type"),
+            filename: text("filename"),
+            sha256: sha256
+                .map(String::from)
+                .or_else(|| upload["file_hash"].as_str().map(String::from)),
+        }
+    }
+}
+
+/// The uploads that the blobs of a create request name by `upload_id`. Each must be a
+/// completed upload of this bucket that no object holds yet.
+async fn referenced_uploads(
+    state: &AppState,
+    ctx: &BucketCtx<'_>,
+    body: &Map<String, Value>,
+) -> Result<HashMap<String, UploadedBlob>> {
+    let mut found = HashMap::new();
+    let blobs = body.get("blobs").and_then(Value::as_array).into_iter().flatten();
+    for (i, blob) in blobs.enumerate() {
+        let Some(id) = blob.get("upload_id").and_then(Value::as_str) else { continue };
+        let row = state.store.get(Table::Uploads, ctx.scope(), id).await?;
+        let field = format!("blobs[{i}].upload_id");
+        let upload = row
+            .ok_or_else(|| Error::invalid(field.clone(), format!("no upload {id} in this bucket")))?
+            .doc;
+        if upload["status"] != "COMPLETED" {
+            return Err(Error::invalid(field, format!("upload {id} is not confirmed")));
+        }
+        if !upload["object_id"].is_null() {
+            return Err(Error::invalid(field, format!("upload {id} belongs to another object")));
+        }
+        let size = upload["file_size_bytes"].as_u64().unwrap_or(0);
+        found.insert(id.to_string(), UploadedBlob::of(&upload, size, None));
+    }
+    Ok(found)
+}
+
+/// Records on an upload which object now holds its bytes.
+async fn claim_upload(
+    state: &AppState,
+    ctx: &BucketCtx<'_>,
+    upload_id: &str,
+    object_id: &Value,
+) -> Result<()> {
+    if let Some(row) = state.store.get(Table::Uploads, ctx.scope(), upload_id).await? {
+        let mut doc = row.doc;
+        doc["object_id"] = object_id.clone();
+        state.store.update_doc(Table::Uploads, upload_id, None, &doc).await?;
+    }
+    Ok(())
+}
+
+/// The SHA-256 of a stored blob, read as a stream.
+///
+/// # Errors
+///
+/// Fails when the blob cannot be read.
+pub(crate) async fn hash_blob(state: &AppState, key: &str) -> Result<String> {
+    use futures::StreamExt;
+    let (_, mut stream) = state
+        .blobs
+        .open_read(key)
+        .await
+        .map_err(|e| Error::Internal(format!("blob read failed: {e}")))?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::Internal(format!("blob read failed: {e}")))?;
+        hasher.update(&chunk);
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Creates up to [`MAX_BATCH`] objects; each succeeds or fails on its own. When every object
@@ -400,7 +532,18 @@ fn blob_doc(
             let bytes = Bytes::from(text.into_bytes());
             stored_blob(ctx, object_id, &blob_id, filename, "text/plain".into(), bytes, checksum)?
         }
-        BlobData::Upload { upload_id } => return Err(Error::not_found("upload", upload_id)),
+        BlobData::Upload { upload_id } => {
+            let uploaded = ctx
+                .uploads
+                .get(&upload_id)
+                .ok_or_else(|| Error::not_found("upload", &upload_id))?;
+            let hash = uploaded.sha256.as_ref().map(|h| format!("sha256:{h}"));
+            let properties = json!({"storage_key": uploaded.key, "source": "upload",
+                                    "upload_id": upload_id, "storage_class": ctx.class.as_str()});
+            let details = json!({"filename": uploaded.filename, "size_bytes": uploaded.size,
+                                 "mime_type": uploaded.mime, "hash": hash});
+            (properties, details, None)
+        }
     };
     let doc = json!({
         "blob_id": blob_id,
@@ -438,7 +581,8 @@ fn stored_blob(
         ctx.bucket_id,
         safe_filename(&filename)
     );
-    let properties = json!({"storage_key": key, "source": "inline"});
+    let properties = json!({"storage_key": key, "source": "inline",
+                            "storage_class": ctx.class.as_str()});
     let details = json!({"filename": filename, "size_bytes": bytes.len(), "mime_type": mime,
                          "hash": hash});
     Ok((properties, details, Some(PendingBlob { key, bytes, mime_type: mime })))
@@ -470,7 +614,7 @@ async fn insert_prepared(
         }
     }
 
-    write_blobs(state, to_insert.iter().flat_map(|p| &p.blobs)).await?;
+    write_blobs(state, ctx.class, to_insert.iter().flat_map(|p| &p.blobs)).await?;
     let rows: Vec<NewObject> = to_insert.iter().map(|p| p.row.clone()).collect();
     let inserted = match state.store.insert_objects(&rows).await {
         Ok(inserted) => inserted,
@@ -526,7 +670,9 @@ async fn create_with_policy(
             format!("an object with unique key {key} already exists"),
         )),
         (None, Policy::Update) => Err(Error::not_found("object", format!("unique key {key}"))),
-        (Some(row), Policy::Update | Policy::Upsert) => replace(state, row, prepared).await,
+        (Some(row), Policy::Update | Policy::Upsert) => {
+            replace(state, ctx.class, row, prepared).await
+        }
         (None, Policy::Insert | Policy::Upsert) => {
             let inserted = insert_prepared(state, ctx, vec![prepared.clone()]).await;
             match inserted {
@@ -537,7 +683,7 @@ async fn create_with_policy(
                     let existing = existing.ok_or_else(|| {
                         Error::conflict(UNIQUE_KEY_TAKEN, "the unique key changed hands; retry")
                     })?;
-                    replace(state, existing, prepared).await
+                    replace(state, ctx.class, existing, prepared).await
                 }
                 Err(e) => Err(e),
                 Ok(mut created) => {
@@ -553,14 +699,19 @@ async fn create_with_policy(
 
 /// Replaces the content of an existing object with a newly prepared one, keeping its id and
 /// creation time.
-async fn replace(state: &AppState, existing: Row, prepared: Prepared) -> Result<Value> {
+async fn replace(
+    state: &AppState,
+    class: StorageClass,
+    existing: Row,
+    prepared: Prepared,
+) -> Result<Value> {
     let mut doc = prepared.row.doc.clone();
     let old_id = existing.doc["object_id"].clone();
     doc["object_id"] = old_id.clone();
     doc["created_at"] = existing.doc["created_at"].clone();
     let blobs = rekey_blobs(&mut doc, &prepared, old_id.as_str().unwrap_or_default());
 
-    write_blobs(state, blobs.iter()).await?;
+    write_blobs(state, class, blobs.iter()).await?;
     let id = old_id.as_str().unwrap_or_default();
     let saved = state
         .store
@@ -594,10 +745,16 @@ fn rekey_blobs(doc: &mut Value, prepared: &Prepared, object_id: &str) -> Vec<Pen
         .collect()
 }
 
-async fn write_blobs(state: &AppState, blobs: impl Iterator<Item = &PendingBlob>) -> Result<()> {
+/// Writes inline blob bytes in the bucket's storage class; on a failure, removes what it wrote.
+async fn write_blobs(
+    state: &AppState,
+    class: StorageClass,
+    blobs: impl Iterator<Item = &PendingBlob>,
+) -> Result<()> {
     let mut written: Vec<&PendingBlob> = Vec::new();
     for blob in blobs {
-        let put = state.blobs.put(&blob.key, blob.bytes.clone(), Some(&blob.mime_type)).await;
+        let bytes = blob.bytes.clone();
+        let put = state.blobs.put_with_class(&blob.key, bytes, Some(&blob.mime_type), class).await;
         if let Err(e) = put {
             delete_pending(state, written.into_iter()).await;
             return Err(Error::Internal(format!("blob write failed: {e}")));

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::auth::Caller;
+use crate::api::auth::{Caller, NamespacedCaller};
 use crate::api::pagination::PageParams;
 use crate::error::{Error, Result};
 use crate::jobs::{self, JobKind};
@@ -172,7 +172,7 @@ pub async fn run_deletion(state: &AppState, job: &ClaimedJob) -> Result<()> {
     let outcome = match task["task_type"].as_str().and_then(TaskType::parse) {
         Some(TaskType::NamespaceDelete) => delete_namespace(state, org_id, &task).await,
         Some(TaskType::BucketDelete) => delete_bucket(state, org_id, &task).await,
-        None => Err(Error::Internal("unknown task type".into())),
+        _ => Err(Error::Internal("not a deletion task".into())),
     };
 
     let Some(task) = current(state, org_id, &task).await? else {
@@ -268,8 +268,12 @@ async fn empty_bucket(
         if status == Some(TaskStatus::Canceled) {
             return Ok(None);
         }
+        let uploads = state.store.delete_uploads_chunk(bucket_id, DELETE_CHUNK).await?;
+        for doc in &uploads {
+            crate::service::uploads::delete_bytes(state, doc).await;
+        }
         let docs = state.store.delete_objects_chunk(bucket_id, DELETE_CHUNK).await?;
-        if docs.is_empty() {
+        if docs.is_empty() && uploads.is_empty() {
             return Ok(Some(deleted));
         }
         deleted += docs.len() as u64;
@@ -303,7 +307,7 @@ async fn current(state: &AppState, org_id: &str, task: &Value) -> Result<Option<
     Ok(state.store.get(Table::Tasks, Scope::org(org_id), id).await?.map(|r| r.doc))
 }
 
-async fn set_status(
+pub(crate) async fn set_status(
     state: &AppState,
     mut task: Value,
     status: TaskStatus,
@@ -320,7 +324,34 @@ async fn set_status(
     Ok(task)
 }
 
-fn response(mut doc: Value) -> Value {
+/// The caller a background job acts as: the organization's, scoped to one namespace.
+///
+/// # Errors
+///
+/// 404 when the organization or namespace is gone.
+pub(crate) async fn caller_for(
+    state: &AppState,
+    org_id: &str,
+    namespace_id: &str,
+) -> Result<NamespacedCaller> {
+    let org = state
+        .store
+        .get_organization(org_id)
+        .await?
+        .ok_or_else(|| Error::not_found("organization", org_id))?;
+    let caller = Caller {
+        org_id: org.id,
+        org_name: org.name,
+        internal_id: org.internal_id,
+        key_id: "job".into(),
+        key_name: "background job".into(),
+    };
+    let namespace = namespaces::resolve(state, &caller, namespace_id).await?;
+    Ok(NamespacedCaller { caller, namespace_id: namespace_id.to_string(), namespace })
+}
+
+/// A task record as the API answers it.
+pub fn response(mut doc: Value) -> Value {
     if let Some(map) = doc.as_object_mut() {
         map.remove("namespace_id");
     }

@@ -151,6 +151,7 @@ pub enum Table {
     Buckets,
     Objects,
     Tasks,
+    Uploads,
 }
 
 impl Table {
@@ -160,6 +161,7 @@ impl Table {
             Table::Buckets => "buckets",
             Table::Objects => "objects",
             Table::Tasks => "tasks",
+            Table::Uploads => "uploads",
         }
     }
 }
@@ -475,7 +477,7 @@ impl Store {
                 sql.push_str(&format!(" AND (id = ${n} OR name = ${n})"));
             }
             Table::Objects => sql.push_str(&format!(" AND id = ${n} AND deleted_at IS NULL")),
-            Table::Tasks => sql.push_str(&format!(" AND id = ${n}")),
+            Table::Tasks | Table::Uploads => sql.push_str(&format!(" AND id = ${n}")),
         }
         sql.push_str(" ORDER BY seq LIMIT 1");
         Ok(self.fetch_rows(sql, binds).await?.into_iter().next())
@@ -596,6 +598,19 @@ impl Store {
                     .bind(Json(doc))
                     .bind(status)
                     .bind(updated)
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected()))?
+            }
+            (Table::Uploads, _) => {
+                let sql = "UPDATE uploads SET doc = $1, status = $2, size_bytes = $3 WHERE id = $4";
+                let status = doc.get("status").and_then(Value::as_str).unwrap_or("PENDING");
+                let size = doc.get("file_size_bytes").and_then(Value::as_i64).unwrap_or(0);
+                with_pool!(self, pool => sqlx::query(sql)
+                    .bind(Json(doc))
+                    .bind(status)
+                    .bind(size)
                     .bind(id)
                     .execute(pool)
                     .await
@@ -999,6 +1014,114 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         Ok(done > 0)
+    }
+}
+
+impl Store {
+    /// Stores a new upload record.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn insert_upload(&self, scope: Scope<'_>, doc: &Value) -> StoreResult<()> {
+        let text = |key: &str| doc.get(key).and_then(Value::as_str).map(String::from);
+        let sql = "INSERT INTO uploads (id, org_id, namespace_id, bucket_id, file_hash, status, \
+                   size_bytes, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        with_pool!(self, pool => sqlx::query(sql)
+            .bind(text("upload_id"))
+            .bind(scope.org_id)
+            .bind(scope.namespace_id)
+            .bind(scope.bucket_id)
+            .bind(text("file_hash"))
+            .bind(text("status"))
+            .bind(doc.get("file_size_bytes").and_then(Value::as_i64).unwrap_or(0))
+            .bind(Json(doc))
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The uploads of a bucket that carry this file hash and are not canceled or failed,
+    /// oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn uploads_with_hash(&self, bucket_id: &str, hash: &str) -> StoreResult<Vec<Row>> {
+        let sql = "SELECT seq, doc FROM uploads WHERE bucket_id = $1 AND file_hash = $2 \
+                   AND status NOT IN ('CANCELED', 'FAILED') ORDER BY seq LIMIT 10";
+        let binds = vec![SqlValue::Text(bucket_id.into()), SqlValue::Text(hash.into())];
+        self.fetch_rows(sql.to_string(), binds).await
+    }
+
+    /// Counts and sizes of a bucket's uploads by status.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn upload_stats(&self, bucket_id: &str) -> StoreResult<Vec<(String, i64, i64)>> {
+        let sql = "SELECT status, COUNT(*), CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) \
+                   FROM uploads WHERE bucket_id = $1 GROUP BY status ORDER BY status";
+        Ok(with_pool!(self, pool => sqlx::query_as(sql).bind(bucket_id).fetch_all(pool).await)?)
+    }
+
+    /// Deletes up to `limit` upload records of a bucket and returns them, so that their bytes
+    /// can be removed.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn delete_uploads_chunk(
+        &self,
+        bucket_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Value>> {
+        let docs: Vec<Json<Value>> = in_transaction!(self, tx => {
+            let rows: Vec<(String, Json<Value>)> = sqlx::query_as(
+                "SELECT id, doc FROM uploads WHERE bucket_id = $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(bucket_id)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, _) in &rows {
+                sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            }
+            rows.into_iter().map(|(_, doc)| doc).collect::<Vec<_>>()
+        });
+        Ok(docs.into_iter().map(|Json(doc)| doc).collect())
+    }
+
+    /// Marks a one-time nonce as used; false when it was used already.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn use_nonce(&self, nonce: &str, expires_at: &str) -> StoreResult<bool> {
+        let sql =
+            "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        let done = with_pool!(self, pool => sqlx::query(sql)
+            .bind(nonce)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Frees a nonce whose use failed, so that the URL can be tried again.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn release_nonce(&self, nonce: &str) -> StoreResult<()> {
+        with_pool!(self, pool => sqlx::query("DELETE FROM used_nonces WHERE nonce = $1")
+            .bind(nonce)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
     }
 }
 

@@ -23,5 +23,6 @@ pub(super) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
         migration(2, "jobs", include_str!("../../migrations/postgres/0002_jobs.sql")),
+        migration(3, "uploads", include_str!("../../migrations/postgres/0003_uploads.sql")),
     ])
 }

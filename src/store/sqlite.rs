@@ -32,5 +32,6 @@ pub(super) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
         migration(2, "jobs", include_str!("../../migrations/sqlite/0002_jobs.sql")),
+        migration(3, "uploads", include_str!("../../migrations/sqlite/0003_uploads.sql")),
     ])
 }

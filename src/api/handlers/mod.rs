@@ -6,6 +6,7 @@ pub mod health;
 pub mod namespaces;
 pub mod objects;
 pub mod tasks;
+pub mod uploads;
 
 use std::sync::Arc;
 
