@@ -12,3 +12,4 @@ mod objects;
 mod openapi;
 mod tasks;
 mod tenancy;
+mod uploads;
