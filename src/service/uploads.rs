@@ -58,7 +58,7 @@ pub struct Confirm {
     pub auto_submit_batch: Option<bool>,
 }
 
-/// The body of `POST …/uploads/list`.
+/// The body of `POST …/uploads/list`; the body's `limit` and `offset` win over the query's.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListUploads {
     pub filters: Option<Value>,

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::AppStateRef;
 use crate::api::auth::NamespacedCaller;
 use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::pagination::PageParams;
 use crate::error::Result;
 use crate::service::uploads::{self, Confirm, CreateUpload, CreateUploads, ListUploads};
 
@@ -88,8 +89,11 @@ pub async fn list(
     state: AppStateRef,
     caller: NamespacedCaller,
     PathParams(bucket): PathParams<String>,
-    JsonBody(req): JsonBody<ListUploads>,
+    QueryParams(query): QueryParams<PageParams>,
+    JsonBody(mut req): JsonBody<ListUploads>,
 ) -> Result<Json<Value>> {
+    req.limit = req.limit.or(query.limit).or(query.page_size);
+    req.offset = req.offset.or(query.offset);
     uploads::list(&state, &caller, &bucket, req).await.map(Json)
 }
 
