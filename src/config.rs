@@ -72,6 +72,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_WORKERS", default_value = "2")]
     pub workers: String,
 
+    /// Address ranges (CIDRs, comma-separated) that URL fetches may reach although they are
+    /// private, loopback or link-local; by default none.
+    #[arg(long, env = "SLUICE_ALLOW_PRIVATE_NETWORKS", default_value = "")]
+    pub allow_private_networks: String,
+
+    /// Largest file fetched from a URL, in bytes.
+    #[arg(long, env = "SLUICE_FETCH_MAX_BYTES", default_value = "1073741824")]
+    pub fetch_max_bytes: String,
+
+    /// Longest a URL fetch may take, in seconds.
+    #[arg(long, env = "SLUICE_FETCH_TIMEOUT_SECONDS", default_value = "300")]
+    pub fetch_timeout_seconds: String,
+
     /// Largest file a presigned upload may carry, in bytes.
     #[arg(long, env = "SLUICE_MAX_UPLOAD_BYTES", default_value = "5368709120")]
     pub max_upload_bytes: String,
@@ -161,6 +174,8 @@ pub struct Config {
     pub workers: usize,
     pub public_url: Option<String>,
     pub master_key: [u8; 32],
+    /// How sluice fetches URLs given by callers.
+    pub fetch: crate::fetch::FetchPolicy,
 }
 
 impl CommonArgs {
@@ -265,7 +280,19 @@ impl ServeArgs {
         }
         let master_key =
             crate::secrets::master_key(&self.common.data_dir, self.master_key.as_deref())?;
+        let allow = crate::fetch::FetchPolicy::parse_allow_list(&self.allow_private_networks)
+            .map_err(|e| ConfigError::new("SLUICE_ALLOW_PRIVATE_NETWORKS", e))?;
+        let fetch = crate::fetch::FetchPolicy {
+            allow,
+            max_bytes: parse_number("SLUICE_FETCH_MAX_BYTES", &self.fetch_max_bytes)?,
+            timeout: std::time::Duration::from_secs(parse_number(
+                "SLUICE_FETCH_TIMEOUT_SECONDS",
+                &self.fetch_timeout_seconds,
+            )?),
+            ..crate::fetch::FetchPolicy::default()
+        };
         Ok(Config {
+            fetch,
             role,
             workers,
             public_url: self.public_url.clone(),

@@ -49,6 +49,7 @@ pub struct AppState {
     pub limits: Limits,
     pub job_signal: JobSignal,
     pub signer: UrlSigner,
+    pub fetcher: fetch::Fetcher,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
     pub namespace_cache: TtlCache<(String, String), serde_json::Value>,
@@ -88,6 +89,7 @@ pub async fn run(
         limits: config.limits,
         job_signal: JobSignal::default(),
         signer,
+        fetcher: fetch::Fetcher::new(config.fetch.clone())?,
         auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),

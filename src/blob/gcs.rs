@@ -21,8 +21,14 @@ const MAX_REWRITE_STEPS: usize = 10_000;
 
 /// The object fields a rewrite must carry over: a rewrite request body names the destination's
 /// metadata, and what it leaves out is not guaranteed to survive.
-const KEPT_FIELDS: [&str; 6] =
-    ["contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl", "metadata"];
+const KEPT_FIELDS: [&str; 6] = [
+    "contentType",
+    "contentEncoding",
+    "contentDisposition",
+    "contentLanguage",
+    "cacheControl",
+    "metadata",
+];
 
 /// A GCS bucket, with the client for sluice's own JSON API requests to it.
 #[derive(Clone)]
@@ -100,7 +106,9 @@ impl GcsTarget {
                 .timeout(wire::COPY_TIMEOUT)
                 .header("content-type", "application/json")
                 .body(body.clone());
-            let response = wire::check(wire::send(self.authorize(request).await?).await?, "GCS rewrite").await?;
+            let response =
+                wire::check(wire::send(self.authorize(request).await?).await?, "GCS rewrite")
+                    .await?;
             let answer: Value = serde_json::from_str(&wire::body_text(response).await?)
                 .map_err(|e| BlobError::Request(format!("GCS rewrite answered no JSON: {e}")))?;
             if answer["done"].as_bool() == Some(true) {
@@ -121,14 +129,19 @@ impl GcsTarget {
         content_type: &str,
         ttl: Duration,
     ) -> Result<String, BlobError> {
-        let value = HeaderValue::from_str(content_type)
-            .map_err(|_| BlobError::Request(format!("not a valid content type: {content_type:?}")))?;
-        let options =
-            SignedUrlOptions::default().with_signed_header(HeaderName::from_static("content-type"), value);
+        let value = HeaderValue::from_str(content_type).map_err(|_| {
+            BlobError::Request(format!("not a valid content type: {content_type:?}"))
+        })?;
+        let options = SignedUrlOptions::default()
+            .with_signed_header(HeaderName::from_static("content-type"), value);
         Ok(self.store.signed_url_opts(Method::PUT, location, ttl, &options).await?.to_string())
     }
 
-    pub(super) async fn presign_get(&self, location: &Path, ttl: Duration) -> Result<String, BlobError> {
+    pub(super) async fn presign_get(
+        &self,
+        location: &Path,
+        ttl: Duration,
+    ) -> Result<String, BlobError> {
         Ok(self.store.signed_url(Method::GET, location, ttl).await?.to_string())
     }
 

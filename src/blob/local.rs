@@ -24,7 +24,11 @@ impl ClassRecords {
     }
 
     /// Records `class` for the blob at `location`.
-    pub(super) async fn record(&self, location: &Path, class: StorageClass) -> Result<(), BlobError> {
+    pub(super) async fn record(
+        &self,
+        location: &Path,
+        class: StorageClass,
+    ) -> Result<(), BlobError> {
         if class == StorageClass::Standard {
             return self.forget(location).await;
         }

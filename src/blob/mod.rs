@@ -17,11 +17,11 @@
 
 mod azure;
 mod gcs;
-mod wire;
 mod local;
 pub mod open;
 mod s3;
 pub mod signed;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,11 +29,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::{Path, PathPart};
+use object_store::signer::Method;
 use object_store::{
     Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
     PutPayload, WriteMultipart,
 };
-use object_store::signer::Method;
 use sha2::{Digest, Sha256};
 
 use crate::model::StorageClass;
@@ -213,9 +213,9 @@ impl BlobStore {
     ) -> Result<StoredBlob, BlobError> {
         let location = self.location(key)?;
         let size = bytes.len() as u64;
-        let options = PutOptions { attributes: self.attributes(content_type, class), ..Default::default() };
-        let result =
-            self.inner.put_opts(&location, PutPayload::from_bytes(bytes), options).await?;
+        let options =
+            PutOptions { attributes: self.attributes(content_type, class), ..Default::default() };
+        let result = self.inner.put_opts(&location, PutPayload::from_bytes(bytes), options).await?;
         self.record_class(&location, class).await?;
         Ok(self.stored(key, size, result.e_tag, None))
     }
@@ -404,7 +404,10 @@ impl BlobStore {
         class: StorageClass,
     ) -> Result<Option<String>, BlobError> {
         let location = self.location(key)?;
-        tracing::debug!(class = class.as_str(), "presigning an upload; the class applies on confirm");
+        tracing::debug!(
+            class = class.as_str(),
+            "presigning an upload; the class applies on confirm"
+        );
         let url = match &self.backend {
             Backend::File(_) => return Ok(None),
             Backend::S3(target) => target.presign_put(&location, content_type, ttl).await?,
@@ -490,12 +493,23 @@ impl BlobStore {
         }
     }
 
-    fn stored(&self, key: &str, size: u64, etag: Option<String>, sha256: Option<String>) -> StoredBlob {
+    fn stored(
+        &self,
+        key: &str,
+        size: u64,
+        etag: Option<String>,
+        sha256: Option<String>,
+    ) -> StoredBlob {
         StoredBlob { key: key.to_string(), url: self.url_of(key), size, etag, sha256 }
     }
 
     /// Turns a failed read into the error callers act on: missing, archived, or other.
-    async fn read_error(&self, key: &str, location: &Path, error: object_store::Error) -> BlobError {
+    async fn read_error(
+        &self,
+        key: &str,
+        location: &Path,
+        error: object_store::Error,
+    ) -> BlobError {
         if let object_store::Error::NotFound { .. } = error {
             return BlobError::NotFound(key.to_string());
         }
@@ -581,11 +595,13 @@ mod tests {
 
     #[test]
     fn keys_that_could_escape_are_refused() {
-        for bad in ["", "..", "a/../b", "../a", "a/..", "./a", "a//b", "/a", "a/", "a\nb", ".sluice/x"]
+        for bad in
+            ["", "..", "a/../b", "../a", "a/..", "./a", "a//b", "/a", "a/", "a\nb", ".sluice/x"]
         {
             assert!(matches!(check_key(bad), Err(BlobError::InvalidKey(_))), "{bad:?}");
         }
-        for good in ["a", "a/b c/file.txt", "org/ns/bkt/obj/blob/..hidden", "x/.sluice", "ü/ß%#?"] {
+        for good in ["a", "a/b c/file.txt", "org/ns/bkt/obj/blob/..hidden", "x/.sluice", "ü/ß%#?"]
+        {
             assert!(check_key(good).is_ok(), "{good:?}");
         }
     }

@@ -54,12 +54,16 @@ pub(super) fn open(
 
     let http = wire::client()?;
     let backend = match scheme {
-        "s3" => Backend::S3(S3Target::new(Arc::new(s3_builder(bucket, &env)?.build()?), bucket, http)),
+        "s3" => {
+            Backend::S3(S3Target::new(Arc::new(s3_builder(bucket, &env)?.build()?), bucket, http))
+        }
         "gs" => {
             let (builder, base_url) = gcs_builder(bucket, &env);
             Backend::Gcs(GcsTarget::new(Arc::new(builder.build()?), &base_url, bucket, http))
         }
-        "az" => Backend::Azure(AzureTarget::new(Arc::new(azure_builder(bucket, &env)?.build()?), http)),
+        "az" => {
+            Backend::Azure(AzureTarget::new(Arc::new(azure_builder(bucket, &env)?.build()?), http))
+        }
         _ => return Err(BlobError::Unsupported(url.to_string())),
     };
     let inner: Arc<dyn object_store::ObjectStore> = match &backend {
@@ -200,7 +204,9 @@ fn flag(env: &Env, name: &str) -> Result<bool, BlobError> {
     match env.get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None | Some("" | "false" | "0") => Ok(false),
         Some("true" | "1") => Ok(true),
-        Some(other) => Err(BlobError::Config(format!("{name}: expected true or false, got {other:?}"))),
+        Some(other) => {
+            Err(BlobError::Config(format!("{name}: expected true or false, got {other:?}")))
+        }
     }
 }
 

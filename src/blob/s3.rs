@@ -18,7 +18,8 @@ use crate::model::StorageClass;
 const OWN_REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Characters kept as they are in `x-amz-copy-source`: the unreserved ones and `/`.
-const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const COPY_SOURCE: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
 /// An S3 bucket, with the client for sluice's own requests to it.
 #[derive(Clone)]
@@ -66,9 +67,13 @@ impl S3Target {
         location: &Path,
         class: StorageClass,
     ) -> Result<(), BlobError> {
-        let source = format!("{}/{}", self.bucket, utf8_percent_encode(location.as_ref(), COPY_SOURCE));
+        let source =
+            format!("{}/{}", self.bucket, utf8_percent_encode(location.as_ref(), COPY_SOURCE));
         let options = SignedUrlOptions::default()
-            .with_signed_header(HeaderName::from_static("x-amz-copy-source"), header_value(&source)?)
+            .with_signed_header(
+                HeaderName::from_static("x-amz-copy-source"),
+                header_value(&source)?,
+            )
             .with_signed_header(
                 HeaderName::from_static("x-amz-storage-class"),
                 HeaderValue::from_static(class.s3_name()),
@@ -77,7 +82,8 @@ impl S3Target {
                 HeaderName::from_static("x-amz-metadata-directive"),
                 HeaderValue::from_static("COPY"),
             );
-        let url = self.store.signed_url_opts(Method::PUT, location, OWN_REQUEST_TTL, &options).await?;
+        let url =
+            self.store.signed_url_opts(Method::PUT, location, OWN_REQUEST_TTL, &options).await?;
 
         let mut request = self.http.put(url.as_str()).timeout(wire::COPY_TIMEOUT).body("");
         for (name, value) in &options.signed_headers {
@@ -106,8 +112,10 @@ impl S3Target {
         content_type: &str,
         ttl: Duration,
     ) -> Result<String, BlobError> {
-        let options = SignedUrlOptions::default()
-            .with_signed_header(HeaderName::from_static("content-type"), header_value(content_type)?);
+        let options = SignedUrlOptions::default().with_signed_header(
+            HeaderName::from_static("content-type"),
+            header_value(content_type)?,
+        );
         Ok(self.store.signed_url_opts(Method::PUT, location, ttl, &options).await?.to_string())
     }
 

@@ -42,15 +42,18 @@ pub enum JobKind {
     UploadConfirm,
     /// Cancels an upload that was never confirmed, at its expiry time.
     UploadExpire,
+    /// Copies the URL blobs of an object into managed storage.
+    BlobMirror,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         Self::NamespaceDelete,
         Self::BucketDelete,
         Self::BucketRetier,
         Self::UploadConfirm,
         Self::UploadExpire,
+        Self::BlobMirror,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl JobKind {
             Self::BucketRetier => "bucket.retier",
             Self::UploadConfirm => "upload.confirm",
             Self::UploadExpire => "upload.expire",
+            Self::BlobMirror => "blob.mirror",
         }
     }
 
@@ -193,6 +197,7 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
         Some(JobKind::BucketRetier) => crate::service::buckets::run_retier(state, job).await,
         Some(JobKind::UploadConfirm) => crate::service::uploads::run_confirm_task(state, job).await,
         Some(JobKind::UploadExpire) => crate::service::uploads::run_expiry(state, job).await,
+        Some(JobKind::BlobMirror) => crate::service::mirror::run(state, job).await,
         None => Err(Error::Internal(format!("unknown job kind {}", job.kind))),
     }
 }

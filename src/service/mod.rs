@@ -4,6 +4,7 @@
 pub mod buckets;
 pub mod cache;
 pub mod keys;
+pub mod mirror;
 pub mod namespaces;
 pub mod objects;
 pub mod tasks;

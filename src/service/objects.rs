@@ -450,7 +450,10 @@ fn prepare(
     let limit = state.limits.max_inline_blob_bytes;
     let mut parsed = Vec::with_capacity(blobs_json.len());
     for (i, blob) in blobs_json.iter().enumerate() {
-        parsed.push(parse_blob(blob, i, &ctx.schema, limit).map_err(prefixed)?);
+        let blob = parse_blob(blob, i, &ctx.schema, limit).map_err(prefixed)?;
+        check_source(state, &blob)
+            .map_err(|m| Error::invalid(at(&format!("blobs[{i}].data")), m))?;
+        parsed.push(blob);
     }
     let present: Vec<&str> = parsed.iter().map(|b| b.property.as_str()).collect();
     ctx.schema.validate_object(&body, &present).map_err(prefixed)?;
@@ -502,6 +505,17 @@ fn prepare(
     Ok(Prepared { row, blobs: pending, skip_duplicates })
 }
 
+/// Refuses at once a URL that mirroring would refuse for its form alone (a literal private
+/// address, credentials in the URL); host names are checked when the mirror job resolves them.
+fn check_source(state: &AppState, blob: &ParsedBlob) -> std::result::Result<(), String> {
+    let BlobData::Url { url } = &blob.data else { return Ok(()) };
+    let http = url.starts_with("http://") || url.starts_with("https://");
+    if !http || blob.canonicalize_source == Some(false) {
+        return Ok(());
+    }
+    state.fetcher.policy().check_url(url).map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// The blob record of one parsed blob, and the bytes to write when it carries inline data.
 fn blob_doc(
     ctx: &BucketCtx<'_>,
@@ -514,11 +528,12 @@ fn blob_doc(
     let key_prefix = blob.key_prefix.clone().or_else(|| key_prefix.map(String::from));
     let (properties, details, pending) = match blob.data {
         BlobData::Url { url } => {
+            let mirror = if blob.canonicalize_source == Some(false) { "off" } else { "pending" };
             let filename = url_filename(&url);
             let mime = filename.as_deref().and_then(guess_mime);
             let details = json!({"filename": filename, "size_bytes": null, "mime_type": mime,
                                  "hash": checksum});
-            (json!({"url": url, "source": "url"}), details, None)
+            (json!({"url": url, "source": "url", "mirror": mirror}), details, None)
         }
         BlobData::Inline { bytes, mime_type, filename } => {
             let filename = filename.unwrap_or_else(|| default_filename(blob.field_type));
@@ -633,6 +648,7 @@ async fn insert_prepared(
         }
         let Some((was_inserted, p)) = results.next() else { break };
         if was_inserted {
+            crate::service::mirror::enqueue_for(state, ctx.scope(), &p.row.doc).await?;
             out.push(Created { doc: p.row.doc.clone(), replayed_by: None });
             continue;
         }
@@ -670,9 +686,7 @@ async fn create_with_policy(
             format!("an object with unique key {key} already exists"),
         )),
         (None, Policy::Update) => Err(Error::not_found("object", format!("unique key {key}"))),
-        (Some(row), Policy::Update | Policy::Upsert) => {
-            replace(state, ctx.class, row, prepared).await
-        }
+        (Some(row), Policy::Update | Policy::Upsert) => replace(state, ctx, row, prepared).await,
         (None, Policy::Insert | Policy::Upsert) => {
             let inserted = insert_prepared(state, ctx, vec![prepared.clone()]).await;
             match inserted {
@@ -683,7 +697,7 @@ async fn create_with_policy(
                     let existing = existing.ok_or_else(|| {
                         Error::conflict(UNIQUE_KEY_TAKEN, "the unique key changed hands; retry")
                     })?;
-                    replace(state, ctx.class, existing, prepared).await
+                    replace(state, ctx, existing, prepared).await
                 }
                 Err(e) => Err(e),
                 Ok(mut created) => {
@@ -701,7 +715,7 @@ async fn create_with_policy(
 /// creation time.
 async fn replace(
     state: &AppState,
-    class: StorageClass,
+    ctx: &BucketCtx<'_>,
     existing: Row,
     prepared: Prepared,
 ) -> Result<Value> {
@@ -711,7 +725,7 @@ async fn replace(
     doc["created_at"] = existing.doc["created_at"].clone();
     let blobs = rekey_blobs(&mut doc, &prepared, old_id.as_str().unwrap_or_default());
 
-    write_blobs(state, class, blobs.iter()).await?;
+    write_blobs(state, ctx.class, blobs.iter()).await?;
     let id = old_id.as_str().unwrap_or_default();
     let saved = state
         .store
@@ -722,6 +736,7 @@ async fn replace(
         return Err(e.into());
     }
     delete_blobs(state, &existing.doc).await;
+    crate::service::mirror::enqueue_for(state, ctx.scope(), &doc).await?;
     Ok(response(doc))
 }
 

@@ -72,8 +72,24 @@ pub async fn start_with(backend: Backend, limits: Limits) -> Option<TestServer> 
     start_custom(backend, limits, 2).await
 }
 
+/// Starts a server whose URL fetches may reach the given private networks (CIDRs).
+pub async fn start_allowing(backend: Backend, allow: &str) -> Option<TestServer> {
+    let allow = sluice::fetch::FetchPolicy::parse_allow_list(allow).expect("allow list");
+    let fetch = sluice::fetch::FetchPolicy { allow, ..Default::default() };
+    start_full(backend, Limits::default(), 2, fetch).await
+}
+
 /// Starts a server with `workers` job workers (0 leaves every job queued).
 pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> Option<TestServer> {
+    start_full(backend, limits, workers, sluice::fetch::FetchPolicy::default()).await
+}
+
+async fn start_full(
+    backend: Backend,
+    limits: Limits,
+    workers: usize,
+    fetch: sluice::fetch::FetchPolicy,
+) -> Option<TestServer> {
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, postgres) = match backend {
         Backend::Sqlite => (format!("sqlite:{}", dir.path().join("sluice.db").display()), None),
@@ -93,6 +109,7 @@ pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> O
         workers,
         public_url: None,
         master_key: [42; 32],
+        fetch,
     };
     Some(launch(config, dir, postgres).await)
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod buckets;
 mod errors;
+mod mirror;
 mod namespaces;
 mod objects;
 mod openapi;

@@ -20,7 +20,9 @@ async fn document_matches_the_router() {
             .replace("{namespace_identifier}", "nsx")
             .replace("{bucket_identifier}", "bktx")
             .replace("{object_identifier}", "objx")
-            .replace("{task_id}", "taskx");
+            .replace("{task_id}", "taskx")
+            .replace("{upload_id}", "uplx")
+            .replace("{key}", "a/b");
         assert!(!concrete.contains('{'), "unmapped parameter in {path}");
         for method in item.as_object().unwrap().keys() {
             let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
