@@ -44,16 +44,19 @@ pub enum JobKind {
     UploadExpire,
     /// Copies the URL blobs of an object into managed storage.
     BlobMirror,
+    /// Deletes a namespace whose time to live has run out.
+    NamespaceExpire,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         Self::NamespaceDelete,
         Self::BucketDelete,
         Self::BucketRetier,
         Self::UploadConfirm,
         Self::UploadExpire,
         Self::BlobMirror,
+        Self::NamespaceExpire,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl JobKind {
             Self::UploadConfirm => "upload.confirm",
             Self::UploadExpire => "upload.expire",
             Self::BlobMirror => "blob.mirror",
+            Self::NamespaceExpire => "namespace.expire",
         }
     }
 
@@ -198,6 +202,7 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
         Some(JobKind::UploadConfirm) => crate::service::uploads::run_confirm_task(state, job).await,
         Some(JobKind::UploadExpire) => crate::service::uploads::run_expiry(state, job).await,
         Some(JobKind::BlobMirror) => crate::service::mirror::run(state, job).await,
+        Some(JobKind::NamespaceExpire) => crate::service::namespaces::run_expiry(state, job).await,
         None => Err(Error::Internal(format!("unknown job kind {}", job.kind))),
     }
 }

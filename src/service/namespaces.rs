@@ -7,10 +7,10 @@ use crate::AppState;
 use crate::api::auth::Caller;
 use crate::api::pagination::PageParams;
 use crate::error::{Error, Result};
-use crate::jobs::JobKind;
+use crate::jobs::{self, JobKind};
 use crate::model::{TaskType, now, parse_time};
 use crate::service::{Lookup, list_filter, tasks};
-use crate::store::{Scope, StoreError, Table};
+use crate::store::{ClaimedJob, Scope, StoreError, Table};
 
 const NAME_MIN: usize = 3;
 const NAME_MAX: usize = 64;
@@ -146,6 +146,7 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateNamespace) -> 
         other => other.into(),
     })?;
     tracing::info!(namespace.id = %id, "namespace created");
+    schedule_expiry(state, &caller.org_id, &doc).await?;
     with_counts(state, doc).await
 }
 
@@ -280,7 +281,11 @@ pub async fn patch(
     set_if_some(&mut doc, "pinned", req.pinned);
     set_if_some(&mut doc, "tiering", req.tiering);
     set_if_some(&mut doc, "cost_cap_override", req.cost_cap_override);
+    let old_expiry = doc["expires_at"].clone();
     apply_expiry(&mut doc, req.expires_at, req.ttl_seconds)?;
+    if doc["expires_at"] != old_expiry {
+        schedule_expiry(state, &caller.org_id, &doc).await?;
+    }
     doc["updated_at"] = json!(now());
 
     let name = doc["namespace_name"].as_str().unwrap_or_default().to_string();
@@ -317,6 +322,34 @@ pub async fn delete(state: &AppState, caller: &Caller, ident: &str, force: bool)
         "namespace_name": name,
         "message": "namespace deletion started; poll the task for progress",
     }))
+}
+
+/// Schedules the deletion of a namespace that has an expiry time.
+async fn schedule_expiry(state: &AppState, org_id: &str, doc: &Value) -> Result<()> {
+    let Some(at) = doc["expires_at"].as_str() else { return Ok(()) };
+    let payload = json!({"namespace_id": doc["namespace_id"]});
+    jobs::enqueue_at(state, JobKind::NamespaceExpire, org_id, payload, at).await
+}
+
+/// Deletes a namespace whose expiry time has come. A namespace whose expiry was moved later or
+/// cleared is left alone; the job scheduled for its new time handles it.
+///
+/// # Errors
+///
+/// A store failure; the job engine retries.
+pub async fn run_expiry(state: &AppState, job: &ClaimedJob) -> Result<()> {
+    let id = job.payload["namespace_id"].as_str().unwrap_or_default();
+    let row = state.store.get(Table::Namespaces, Scope::org(&job.org_id), id).await?;
+    let Some(doc) = row.map(|r| r.doc).filter(|d| d.get("deleting").is_none()) else {
+        return Ok(());
+    };
+    let due = doc["expires_at"].as_str().and_then(parse_time);
+    if !due.is_some_and(|t| t <= time::OffsetDateTime::now_utc()) {
+        return Ok(());
+    }
+    let caller = tasks::caller_for(state, &job.org_id, id).await?.caller;
+    tracing::info!(namespace.id = %id, "namespace expired; deleting it");
+    delete(state, &caller, id, true).await.map(|_| ())
 }
 
 /// Counts of a namespace.

@@ -133,3 +133,35 @@ async fn delete_runs_as_a_task(s: &TestServer) {
     s.namespace("doomed").await;
 }
 both_backends!(delete_runs_as_a_task);
+
+async fn expired_namespaces_are_deleted(s: &TestServer) {
+    let id = s.namespace("short-lived").await;
+    let patch = json!({"expires_at": "2020-01-01T00:00:00Z"});
+    let (status, body) =
+        s.call(Method::PATCH, &format!("/v1/namespaces/{id}"), None, Some(patch)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["expires_at"], "2020-01-01T00:00:00Z");
+    for _ in 0..400 {
+        let (status, _) = s.get(&format!("/v1/namespaces/{id}"), None).await;
+        if status == StatusCode::NOT_FOUND {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the expired namespace was not deleted");
+}
+both_backends!(expired_namespaces_are_deleted);
+
+async fn ttl_sets_a_future_expiry(s: &TestServer) {
+    let body = json!({"namespace_name": "with-ttl", "ttl_seconds": 3600});
+    let (status, ns) = s.post("/v1/namespaces", None, body).await;
+    assert_eq!(status, StatusCode::OK, "{ns}");
+    let expires = sluice::model::parse_time(ns["expires_at"].as_str().unwrap()).unwrap();
+    let left = expires - time::OffsetDateTime::now_utc();
+    assert!(left > time::Duration::minutes(59) && left <= time::Duration::hours(1), "{left}");
+    let (status, body) = s
+        .post("/v1/namespaces", None, json!({"namespace_name": "bad-ttl", "ttl_seconds": 5}))
+        .await;
+    assert_error(status, &body, 422);
+}
+both_backends!(ttl_sets_a_future_expiry);
