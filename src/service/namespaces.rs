@@ -344,7 +344,7 @@ pub async fn run_expiry(state: &AppState, job: &ClaimedJob) -> Result<()> {
         return Ok(());
     };
     let due = doc["expires_at"].as_str().and_then(parse_time);
-    if !due.is_some_and(|t| t <= time::OffsetDateTime::now_utc()) {
+    if due.is_none_or(|t| t > time::OffsetDateTime::now_utc()) {
         return Ok(());
     }
     let caller = tasks::caller_for(state, &job.org_id, id).await?.caller;
