@@ -4,7 +4,9 @@ Every test runs against a real `sluice serve` process, once per metadata backend
 
 * ``sqlite``: a fresh temporary data directory;
 * ``postgres``: a fresh database, created before the server starts and dropped after it
-  stops, on the server named by ``SLUICE_TEST_POSTGRES_URL`` (scripts/postgres.sh prints one).
+  stops, on the server named by ``SLUICE_TEST_POSTGRES_URL`` (scripts/postgres.sh prints one);
+* ``s3``: SQLite metadata with the blobs in a fresh bucket of the S3 emulator named by
+  ``SLUICE_TEST_S3_ENDPOINT`` (scripts/services.sh runs one).
 
 One server per backend serves the whole session; tests isolate themselves by creating their own
 namespace (and, where they need one, a second organization through the admin CLI).
@@ -37,7 +39,7 @@ pytest.register_assert_rewrite("harness", "support")
 import support  # noqa: E402
 from harness import Server, fresh_store, running_server, sluice_binary  # noqa: E402
 
-BACKENDS = ("sqlite", "postgres")
+BACKENDS = ("sqlite", "postgres", "s3")
 LOG_OFFSET = pytest.StashKey[int]()
 
 
@@ -56,6 +58,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(
             f"the sluice binary is not at {binary}: build it with `cargo build` "
             "or point SLUICE_BIN at it",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+    if "s3" in selected_backends(session.config) and not os.environ.get(
+        "SLUICE_TEST_S3_ENDPOINT"
+    ):
+        pytest.exit(
+            "SLUICE_TEST_S3_ENDPOINT is not set: run `eval \"$(scripts/services.sh up)\"`, "
+            "or leave out --backend s3",
             returncode=pytest.ExitCode.USAGE_ERROR,
         )
     if "postgres" in selected_backends(session.config) and not os.environ.get(

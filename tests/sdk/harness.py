@@ -76,6 +76,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def s3_blob_env() -> dict[str, str]:
+    """Settings that put the server's blobs in a fresh bucket of the S3 emulator that
+    scripts/services.sh runs (SLUICE_TEST_S3_ENDPOINT)."""
+    endpoint = os.environ["SLUICE_TEST_S3_ENDPOINT"]
+    bucket = f"sluice-sdk-{secrets.token_hex(6)}"
+    # The emulator does not check signatures, so an unsigned request creates the bucket.
+    response = requests.put(f"{endpoint}/{bucket}", timeout=30)
+    response.raise_for_status()
+    return {
+        "SLUICE_STORAGE_URL": f"s3://{bucket}/sdk",
+        "AWS_ACCESS_KEY_ID": "sluice-test",
+        "AWS_SECRET_ACCESS_KEY": "sluice-test-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+
+
 def server_env(data_dir: Path, port: int, api_key: str, database_url: str | None) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("SLUICE_") and k != "DATABASE_URL"
@@ -140,11 +157,14 @@ def start_server(
     data_dir.mkdir(exist_ok=True)
     log_path = workdir / "sluice.log"
     api_key = api_key or new_api_key()
+    blob_env = s3_blob_env() if backend == "s3" else {}
 
     # A port picked by binding to port 0 can be taken before sluice binds it; try a few.
     for _attempt in range(3):
         port = free_port()
         env = server_env(data_dir, port, api_key, database_url)
+        if backend == "s3":
+            env.update(blob_env)
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [str(sluice_binary()), "serve"],
