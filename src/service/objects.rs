@@ -630,7 +630,7 @@ async fn insert_prepared(
     }
 
     write_blobs(state, ctx.class, to_insert.iter().flat_map(|p| &p.blobs)).await?;
-    let rows: Vec<NewObject> = to_insert.iter().map(|p| p.row.clone()).collect();
+    let rows: Vec<&NewObject> = to_insert.iter().map(|p| &p.row).collect();
     let inserted = match state.store.insert_objects(&rows).await {
         Ok(inserted) => inserted,
         Err(e) => {

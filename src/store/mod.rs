@@ -755,7 +755,7 @@ impl Store {
     /// # Errors
     ///
     /// Fails on a database error, and then nothing was written.
-    pub async fn insert_objects(&self, objects: &[NewObject]) -> StoreResult<Vec<bool>> {
+    pub async fn insert_objects(&self, objects: &[&NewObject]) -> StoreResult<Vec<bool>> {
         if objects.is_empty() {
             return Ok(Vec::new());
         }

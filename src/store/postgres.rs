@@ -14,6 +14,9 @@ pub(super) async fn connect(config: &StoreConfig) -> StoreResult<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        // A broken connection surfaces as a query error that the caller sees anyway; pinging
+        // before every checkout would add a round trip to every request.
+        .test_before_acquire(false)
         .connect(&config.database_url)
         .await?;
     Ok(pool)
