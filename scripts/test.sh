@@ -30,6 +30,11 @@ step "PostgreSQL"
 SLUICE_TEST_POSTGRES_URL=$(scripts/postgres.sh)
 export SLUICE_TEST_POSTGRES_URL
 
+step "storage emulators (moto, fake-gcs-server, Azurite, s3s-fs)"
+services_env=$(scripts/services.sh up) || die "scripts/services.sh up failed"
+eval "$services_env"
+trap 'scripts/services.sh down' EXIT
+
 step "cargo test (all targets)"
 cargo test --locked --all-targets
 if [[ -f src/lib.rs ]]; then
@@ -49,9 +54,10 @@ if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
 
-step "SDK compatibility suite (SQLite and PostgreSQL)"
+step "SDK compatibility suite (SQLite, PostgreSQL, and blobs on S3)"
 status=0
-"$VENV/bin/python" -m pytest tests/sdk --backend sqlite --backend postgres "$@" || status=$?
+"$VENV/bin/python" -m pytest tests/sdk --backend sqlite --backend postgres --backend s3 "$@" \
+    || status=$?
 if ((status == 5)); then
     die "pytest collected no test"
 elif ((status != 0)); then

@@ -72,6 +72,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_WORKERS", default_value = "2")]
     pub workers: String,
 
+    /// Who signs presigned URLs: `store` (the blob store where it can, else sluice) or `sluice`
+    /// (always sluice, which then serves the bytes itself).
+    #[arg(long, env = "SLUICE_SIGNED_URLS", default_value = "store")]
+    pub signed_urls: String,
+
     /// Address ranges (CIDRs, comma-separated) that URL fetches may reach although they are
     /// private, loopback or link-local; by default none.
     #[arg(long, env = "SLUICE_ALLOW_PRIVATE_NETWORKS", default_value = "")]
@@ -176,6 +181,8 @@ pub struct Config {
     pub master_key: [u8; 32],
     /// How sluice fetches URLs given by callers.
     pub fetch: crate::fetch::FetchPolicy,
+    /// Whether sluice signs every presigned URL itself.
+    pub sluice_signs_urls: bool,
 }
 
 impl CommonArgs {
@@ -291,7 +298,18 @@ impl ServeArgs {
             )?),
             ..crate::fetch::FetchPolicy::default()
         };
+        let sluice_signs_urls = match self.signed_urls.as_str() {
+            "store" => false,
+            "sluice" => true,
+            other => {
+                return Err(ConfigError::new(
+                    "SLUICE_SIGNED_URLS",
+                    format!("expected store or sluice, got {other:?}"),
+                ));
+            }
+        };
         Ok(Config {
+            sluice_signs_urls,
             fetch,
             role,
             workers,

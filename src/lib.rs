@@ -49,6 +49,9 @@ pub struct AppState {
     pub limits: Limits,
     pub job_signal: JobSignal,
     pub signer: UrlSigner,
+    /// Whether sluice signs and serves every presigned URL itself, even where the blob store
+    /// could presign; for stores that clients cannot reach.
+    pub sluice_signs_urls: bool,
     pub fetcher: fetch::Fetcher,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
@@ -89,6 +92,7 @@ pub async fn run(
         limits: config.limits,
         job_signal: JobSignal::default(),
         signer,
+        sluice_signs_urls: config.sluice_signs_urls,
         fetcher: fetch::Fetcher::new(config.fetch.clone())?,
         auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::ObjectStoreExt;
 use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path;
 use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions, Signer};
@@ -50,23 +51,25 @@ impl GcsTarget {
         Self { store, base_url, bucket: bucket.to_string(), http }
     }
 
-    pub(super) fn store(&self) -> Arc<dyn object_store::ObjectStore> {
-        self.store.clone()
-    }
-
-    /// The object's metadata from the JSON API, with its `storageClass`.
+    /// The object's metadata. Size, ETag and time come from the XML API, as every other
+    /// `object_store` answer does (the JSON API's `etag` is another value altogether); the
+    /// class and content type come from the JSON API, the only one that reports the class.
     pub(super) async fn head(&self, location: &Path) -> Result<Option<BlobMeta>, BlobError> {
+        let meta = match self.store.head(location).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let Some(object) = self.object_resource(location).await? else {
             return Ok(None);
         };
         let text = |name: &str| object.get(name).and_then(Value::as_str).map(str::to_string);
         Ok(Some(BlobMeta {
-            // The JSON API writes 64-bit numbers as strings.
-            size: text("size").and_then(|s| s.parse().ok()).unwrap_or(0),
-            etag: text("etag"),
+            size: meta.size,
+            etag: meta.e_tag,
             content_type: text("contentType"),
             storage_class: text("storageClass").and_then(|c| StorageClass::from_gcs_name(&c)),
-            last_modified: text("updated").and_then(|t| wire::rfc3339_normalized(&t)),
+            last_modified: wire::format_timestamp_micros(meta.last_modified.timestamp_micros()),
         }))
     }
 

@@ -11,7 +11,7 @@
 //! class back, changing it in place, and telling an archived object apart from a failure.
 //! Storage classes are named by [`StorageClass`]'s per-provider functions and nowhere else.
 //!
-//! - [`open`](self::open) turns a URL and the environment into a configured store;
+//! - [`open`] turns a URL and the environment into a configured store;
 //! - `s3`, `gcs`, `azure` and `local` hold what each backend needs beyond `object_store`;
 //! - [`signed`] signs sluice's own URLs, for backends that clients cannot reach.
 
@@ -151,7 +151,7 @@ impl BlobStore {
     /// Opens the backend that `url` names, with credentials from the process environment.
     ///
     /// `file:PATH`, `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX` or `az://CONTAINER/PREFIX`; the
-    /// variables each backend reads are listed in [`open`](self::open).
+    /// variables each backend reads are listed in [`open`].
     ///
     /// # Errors
     ///
@@ -203,7 +203,7 @@ impl BlobStore {
     ///
     /// Fails on a refused key or when the backend refuses the write (S3-compatible stores
     /// without storage classes refuse every class but standard).
-    #[tracing::instrument(skip_all, err, fields(class = class.as_str(), size = bytes.len()))]
+    #[tracing::instrument(skip_all, fields(class = class.as_str(), size = bytes.len()))]
     pub async fn put_with_class(
         &self,
         key: &str,
@@ -229,7 +229,7 @@ impl BlobStore {
     /// [`BlobError::TooLarge`] once more than `max_size` bytes arrive; the partial upload is
     /// aborted and nothing is kept under `key`. A failing stream aborts the same way and
     /// returns its error as [`BlobError::Io`].
-    #[tracing::instrument(skip_all, err, fields(class = class.as_str()))]
+    #[tracing::instrument(skip_all, fields(class = class.as_str()))]
     pub async fn put_stream(
         &self,
         key: &str,
@@ -364,7 +364,7 @@ impl BlobStore {
     ///
     /// [`BlobError::NotFound`] when it is missing; [`BlobError::Archived`] when S3 refuses to
     /// copy an archived object that has not been restored.
-    #[tracing::instrument(skip_all, err, fields(class = class.as_str()))]
+    #[tracing::instrument(skip_all, fields(class = class.as_str()))]
     pub async fn set_storage_class(&self, key: &str, class: StorageClass) -> Result<(), BlobError> {
         let location = self.location(key)?;
         let Some(meta) = self.head(key).await? else {
@@ -384,7 +384,8 @@ impl BlobStore {
     }
 
     /// A URL of the store itself that accepts one `PUT` of the blob under `key` until `ttl`
-    /// from now; `None` for local files, whose uploads go through sluice's own signed URLs.
+    /// from now; `None` where the caller must use sluice's own signed URLs instead: for local
+    /// files, and on Azure for a name that must be percent-encoded.
     ///
     /// The S3 and GCS URLs bind `Content-Type`: an upload with another type is refused. The
     /// storage class is not bound, because binding it would make the uploader send one more
@@ -412,7 +413,8 @@ impl BlobStore {
             Backend::File(_) => return Ok(None),
             Backend::S3(target) => target.presign_put(&location, content_type, ttl).await?,
             Backend::Gcs(target) => target.presign_put(&location, content_type, ttl).await?,
-            Backend::Azure(target) => target.presign(Method::PUT, &location, ttl).await?,
+            // None for a name whose SAS Azure would refuse (see `azure::AzureTarget::presign`).
+            Backend::Azure(target) => return target.presign(Method::PUT, &location, ttl).await,
         };
         Ok(Some(url))
     }
@@ -427,7 +429,7 @@ impl BlobStore {
     }
 
     /// A URL of the store itself that reads the blob under `key` until `ttl` from now; `None`
-    /// for local files.
+    /// where sluice's own signed URLs must serve it, as for [`BlobStore::presign_put`].
     ///
     /// # Errors
     ///
@@ -438,7 +440,8 @@ impl BlobStore {
             Backend::File(_) => return Ok(None),
             Backend::S3(target) => target.presign(Method::GET, &location, ttl).await?,
             Backend::Gcs(target) => target.presign_get(&location, ttl).await?,
-            Backend::Azure(target) => target.presign(Method::GET, &location, ttl).await?,
+            // None for a name whose SAS Azure would refuse (see `azure::AzureTarget::presign`).
+            Backend::Azure(target) => return target.presign(Method::GET, &location, ttl).await,
         };
         Ok(Some(url))
     }

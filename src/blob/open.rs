@@ -14,18 +14,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use object_store::ClientConfigKey;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::signer::Url;
+use object_store::{ClientConfigKey, ObjectStore};
 
 use super::azure::AzureTarget;
 use super::gcs::GcsTarget;
 use super::local::ClassRecords;
 use super::s3::S3Target;
 use super::{Backend, BlobError, BlobStore, wire};
+
+/// Azurite's development account and address, which `object_store` assumes in emulator mode.
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_DEFAULT_URL: &str = "http://127.0.0.1:10000";
 
 /// Where Google Cloud Storage answers unless told otherwise.
 const GCS_DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
@@ -53,24 +58,23 @@ pub(super) fn open(
         .map_err(|e| BlobError::Config(format!("{url}: the prefix is not a valid path: {e}")))?;
 
     let http = wire::client()?;
-    let backend = match scheme {
+    let (inner, backend): (Arc<dyn ObjectStore>, Backend) = match scheme {
         "s3" => {
-            Backend::S3(S3Target::new(Arc::new(s3_builder(bucket, &env)?.build()?), bucket, http))
+            let store = Arc::new(s3_builder(bucket, &env)?.build()?);
+            (store.clone(), Backend::S3(S3Target::new(store, bucket, http)))
         }
         "gs" => {
             let (builder, base_url) = gcs_builder(bucket, &env);
-            Backend::Gcs(GcsTarget::new(Arc::new(builder.build()?), &base_url, bucket, http))
+            let store = Arc::new(builder.build()?);
+            (store.clone(), Backend::Gcs(GcsTarget::new(store, &base_url, bucket, http)))
         }
         "az" => {
-            Backend::Azure(AzureTarget::new(Arc::new(azure_builder(bucket, &env)?.build()?), http))
+            let builder = azure_builder(bucket, &env)?;
+            let (account, container_url) = azure_container_url(&builder, bucket)?;
+            let store = Arc::new(builder.build()?);
+            (store.clone(), Backend::Azure(AzureTarget::new(store, http, &account, container_url)))
         }
         _ => return Err(BlobError::Unsupported(url.to_string())),
-    };
-    let inner: Arc<dyn object_store::ObjectStore> = match &backend {
-        Backend::S3(target) => target.store(),
-        Backend::Gcs(target) => target.store(),
-        Backend::Azure(target) => target.store(),
-        Backend::File(_) => return Err(BlobError::Unsupported(url.to_string())),
     };
     Ok(BlobStore { inner, backend, prefix, location_base: format!("{scheme}://{bucket}") })
 }
@@ -151,6 +155,39 @@ fn azure_builder(container: &str, env: &Env) -> Result<MicrosoftAzureBuilder, Bl
         builder = builder.with_allow_http(true);
     }
     Ok(builder)
+}
+
+/// The account and the container URL that `object_store` addresses blobs under, for the
+/// requests sluice authorizes itself; the same rules as its builder.
+fn azure_container_url(
+    builder: &MicrosoftAzureBuilder,
+    container: &str,
+) -> Result<(String, Url), BlobError> {
+    let setting = |key| builder.get_config_value(&key);
+    let account = setting(AzureConfigKey::AccountName);
+    let (account, base) = if setting(AzureConfigKey::UseEmulator).as_deref() == Some("true") {
+        let account = account.unwrap_or_else(|| AZURITE_ACCOUNT.to_string());
+        // object_store reads this variable from the process environment, so it is read here too.
+        let base = std::env::var("AZURITE_BLOB_STORAGE_URL")
+            .unwrap_or_else(|_| AZURITE_DEFAULT_URL.to_string());
+        let base = format!("{}/{account}", base.trim_end_matches('/'));
+        (account, base)
+    } else {
+        let Some(account) = account else {
+            return Err(BlobError::Config("az:// needs AZURE_STORAGE_ACCOUNT_NAME".to_string()));
+        };
+        let base = match setting(AzureConfigKey::Endpoint) {
+            Some(endpoint) => endpoint,
+            None if setting(AzureConfigKey::UseFabricEndpoint).as_deref() == Some("true") => {
+                format!("https://{account}.blob.fabric.microsoft.com")
+            }
+            None => format!("https://{account}.blob.core.windows.net"),
+        };
+        (account, base)
+    };
+    let url = Url::parse(&format!("{}/{container}", base.trim_end_matches('/')))
+        .map_err(|e| BlobError::Config(format!("the Azure endpoint is not a URL: {e}")))?;
+    Ok((account, url))
 }
 
 /// Applies the parts of an Azure connection string

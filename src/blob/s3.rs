@@ -34,10 +34,6 @@ impl S3Target {
         Self { store, bucket: bucket.to_string(), http }
     }
 
-    pub(super) fn store(&self) -> Arc<dyn object_store::ObjectStore> {
-        self.store.clone()
-    }
-
     /// HEAD, with the class the store reports; S3 leaves the header out for STANDARD.
     pub(super) async fn head(&self, location: &Path) -> Result<Option<BlobMeta>, BlobError> {
         let url = self.store.signed_url(Method::HEAD, location, OWN_REQUEST_TTL).await?;
@@ -85,7 +81,13 @@ impl S3Target {
         let url =
             self.store.signed_url_opts(Method::PUT, location, OWN_REQUEST_TTL, &options).await?;
 
-        let mut request = self.http.put(url.as_str()).timeout(wire::COPY_TIMEOUT).body("");
+        // The copy has no body, and S3 refuses a PUT that does not say so (411).
+        let mut request = self
+            .http
+            .put(url.as_str())
+            .timeout(wire::COPY_TIMEOUT)
+            .header("content-length", "0")
+            .body("");
         for (name, value) in &options.signed_headers {
             request = request.header(name.as_str(), value.as_bytes());
         }

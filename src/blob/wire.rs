@@ -86,11 +86,6 @@ pub(super) fn http_date_to_rfc3339(value: &str) -> Option<String> {
     OffsetDateTime::parse(value, &Rfc2822).ok().map(format_time)
 }
 
-/// Rewrites an RFC 3339 time (as GCS reports it) in sluice's own RFC 3339 form.
-pub(super) fn rfc3339_normalized(value: &str) -> Option<String> {
-    crate::model::parse_time(value).map(format_time)
-}
-
 /// Microseconds since the epoch in sluice's RFC 3339 form.
 pub(super) fn format_timestamp_micros(micros: i64) -> Option<String> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok().map(format_time)
@@ -126,10 +121,6 @@ mod tests {
             Some("1994-11-15T08:12:31.000000Z")
         );
         assert_eq!(http_date_to_rfc3339("yesterday"), None);
-        assert_eq!(
-            rfc3339_normalized("2024-01-02T03:04:05.678Z").as_deref(),
-            Some("2024-01-02T03:04:05.678000Z")
-        );
         assert_eq!(format_timestamp_micros(1).as_deref(), Some("1970-01-01T00:00:00.000001Z"));
     }
 }

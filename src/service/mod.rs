@@ -93,6 +93,27 @@ pub fn list_filter(
     Ok((filter, sort))
 }
 
+/// A URL that reads the stored blob under `key` for `ttl`: the store's own presigned URL where
+/// it has one, else (and always when the operator asks for it) a URL sluice signs and serves.
+///
+/// # Errors
+///
+/// Fails when the store cannot presign.
+pub(crate) async fn download_url(
+    state: &AppState,
+    key: &str,
+    content_type: Option<&str>,
+    ttl: std::time::Duration,
+) -> Result<String> {
+    if !state.sluice_signs_urls {
+        let native = state.blobs.presign_get(key, ttl).await;
+        if let Some(url) = native.map_err(|e| Error::Internal(format!("presigning failed: {e}")))? {
+            return Ok(url);
+        }
+    }
+    Ok(state.signer.get_url(key, content_type, ttl))
+}
+
 /// The cursor that continues after the last row of `page`, when more rows follow.
 pub fn next_cursor(spec: &ListSpec, page: &Page) -> Option<String> {
     let last = page.rows.last().filter(|_| page.has_more)?;

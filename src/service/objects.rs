@@ -814,7 +814,7 @@ pub async fn get(
     let ctx = bucket_ctx(state, caller, bucket).await?;
     let row = state.store.get(Table::Objects, ctx.scope(), id).await?;
     let doc = row.map(|r| response(r.doc)).ok_or_else(|| Error::not_found("object", id))?;
-    Ok(if presign { with_presigned_urls(state, doc) } else { doc })
+    if presign { with_presigned_urls(state, doc).await } else { Ok(doc) }
 }
 
 /// How long a presigned URL in an object answer stays valid.
@@ -822,11 +822,11 @@ const PRESIGNED_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Fills each blob's `presigned_url` (mirrored into `properties`): a signed URL for stored
 /// bytes, the source itself for a blob that is an http(s) URL.
-fn with_presigned_urls(state: &AppState, mut doc: Value) -> Value {
+async fn with_presigned_urls(state: &AppState, mut doc: Value) -> Result<Value> {
     for blob in doc["blobs"].as_array_mut().into_iter().flatten() {
         let url = if let Some(key) = blob["properties"]["storage_key"].as_str() {
             let mime = blob["details"]["mime_type"].as_str();
-            Some(state.signer.get_url(key, mime, PRESIGNED_TTL))
+            Some(crate::service::download_url(state, key, mime, PRESIGNED_TTL).await?)
         } else {
             blob["properties"]["url"]
                 .as_str()
@@ -838,7 +838,7 @@ fn with_presigned_urls(state: &AppState, mut doc: Value) -> Value {
             blob["properties"]["presigned_url"] = json!(url);
         }
     }
-    doc
+    Ok(doc)
 }
 
 /// Lists the objects of a bucket, oldest first unless sorted otherwise.
@@ -889,7 +889,7 @@ pub async fn list(
         let mut doc = response(row.doc.clone());
         doc["document_count"] = Value::Null;
         if req.return_presigned_urls == Some(true) {
-            doc = with_presigned_urls(state, doc);
+            doc = with_presigned_urls(state, doc).await?;
         }
         results.push(match &select {
             Some(fields) => project(&doc, fields),

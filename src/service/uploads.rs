@@ -315,11 +315,15 @@ async fn presigned_put(
     class: StorageClass,
 ) -> Result<String> {
     let ttl = Duration::from_secs(expiration.unsigned_abs());
-    let native = state.blobs.presign_put(key, content_type, ttl, class).await;
-    match native.map_err(|e| Error::Internal(format!("presigning failed: {e}")))? {
-        Some(url) => Ok(url),
-        None => Ok(state.signer.put_url(key, content_type, max_size, nonce, ttl)),
+    // A store whose uploads need headers beyond Content-Type (Azure's x-ms-blob-type) would
+    // refuse what Mixpeek clients send, so sluice receives those uploads itself.
+    if !state.sluice_signs_urls && state.blobs.upload_headers().is_empty() {
+        let native = state.blobs.presign_put(key, content_type, ttl, class).await;
+        if let Some(url) = native.map_err(|e| Error::Internal(format!("presigning failed: {e}")))? {
+            return Ok(url);
+        }
     }
+    Ok(state.signer.put_url(key, content_type, max_size, nonce, ttl))
 }
 
 fn duplicate_of(original: Value) -> Value {
@@ -354,11 +358,8 @@ async fn with_download_url(state: &AppState, doc: Value) -> Result<Value> {
         && let Some(key) = doc["s3_key"].as_str()
     {
         let ttl = Duration::from_secs(3600);
-        let native = state.blobs.presign_get(key, ttl).await;
-        let url = match native.map_err(|e| Error::Internal(format!("presigning failed: {e}")))? {
-            Some(url) => url,
-            None => state.signer.get_url(key, doc["content_type"].as_str(), ttl),
-        };
+        let url =
+            crate::service::download_url(state, key, doc["content_type"].as_str(), ttl).await?;
         doc["presigned_url"] = json!(url);
     }
     Ok(doc)

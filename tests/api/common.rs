@@ -110,6 +110,7 @@ async fn start_full(
         public_url: None,
         master_key: [42; 32],
         fetch,
+        sluice_signs_urls: false,
     };
     Some(launch(config, dir, postgres).await)
 }
