@@ -28,41 +28,55 @@ pub fn wants_mirror(blob: &Value) -> bool {
     http && blob["properties"]["storage_key"].is_null() && blob["properties"]["mirror"] == "pending"
 }
 
-/// Queues the mirroring of an object's URL blobs, when it has any.
+/// Queues the mirroring of the URL blobs of these objects (all of one bucket), as one job.
 ///
 /// # Errors
 ///
 /// Fails on a store error.
-pub async fn enqueue_for(state: &AppState, scope: Scope<'_>, doc: &Value) -> Result<()> {
-    if !doc["blobs"].as_array().into_iter().flatten().any(wants_mirror) {
+pub async fn enqueue_for(state: &AppState, scope: Scope<'_>, docs: &[&Value]) -> Result<()> {
+    let ids: Vec<&Value> = docs
+        .iter()
+        .filter(|doc| doc["blobs"].as_array().into_iter().flatten().any(wants_mirror))
+        .map(|doc| &doc["object_id"])
+        .collect();
+    if ids.is_empty() {
         return Ok(());
     }
     let payload = json!({
-        "object_id": doc["object_id"],
+        "object_ids": ids,
         "namespace_id": scope.namespace_id,
         "bucket_id": scope.bucket_id,
     });
-    let dedupe = format!("mirror:{}", doc["object_id"].as_str().unwrap_or_default());
-    jobs::enqueue(state, JobKind::BlobMirror, scope.org_id, payload, Some(dedupe)).await
+    jobs::enqueue(state, JobKind::BlobMirror, scope.org_id, payload, None).await
 }
 
-/// Mirrors every pending URL blob of one object.
+/// Mirrors every pending URL blob of the job's objects, one object after another.
 ///
 /// # Errors
 ///
 /// A network, store or blob failure; the job engine retries, and blobs mirrored already are
 /// not fetched again.
 pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<()> {
+    let ids = job.payload["object_ids"].as_array().cloned().unwrap_or_default();
+    for id in ids.iter().filter_map(Value::as_str) {
+        mirror_object(state, job, id).await?;
+    }
+    Ok(())
+}
+
+async fn mirror_object(state: &AppState, job: &ClaimedJob, object_id: &str) -> Result<()> {
     let p = &job.payload;
     let scope = Scope {
         org_id: &job.org_id,
         namespace_id: p["namespace_id"].as_str(),
         bucket_id: p["bucket_id"].as_str(),
     };
-    let object_id = p["object_id"].as_str().unwrap_or_default();
     let Some(row) = state.store.get(Table::Objects, scope, object_id).await? else {
         return Ok(());
     };
+    if !row.doc["blobs"].as_array().into_iter().flatten().any(wants_mirror) {
+        return Ok(());
+    }
     let bucket = state
         .store
         .get(Table::Buckets, Scope::org(&job.org_id), p["bucket_id"].as_str().unwrap_or_default())

@@ -641,6 +641,7 @@ async fn insert_prepared(
 
     let mut results = inserted.into_iter().zip(to_insert);
     let mut out = Vec::with_capacity(outcomes.len());
+    let mut fresh = Vec::new();
     for outcome in outcomes {
         if let Some(created) = outcome {
             out.push(created);
@@ -648,13 +649,14 @@ async fn insert_prepared(
         }
         let Some((was_inserted, p)) = results.next() else { break };
         if was_inserted {
-            crate::service::mirror::enqueue_for(state, ctx.scope(), &p.row.doc).await?;
             out.push(Created { doc: p.row.doc.clone(), replayed_by: None });
+            fresh.push(&p.row.doc);
             continue;
         }
         delete_pending(state, p.blobs.iter()).await;
         out.push(replay(state, ctx, &p.row).await?);
     }
+    crate::service::mirror::enqueue_for(state, ctx.scope(), &fresh).await?;
     if !out.is_empty() {
         tracing::debug!(bucket.id = %ctx.bucket_id, objects = out.len(), "objects created");
     }
@@ -736,7 +738,7 @@ async fn replace(
         return Err(e.into());
     }
     delete_blobs(state, &existing.doc).await;
-    crate::service::mirror::enqueue_for(state, ctx.scope(), &doc).await?;
+    crate::service::mirror::enqueue_for(state, ctx.scope(), &[&doc]).await?;
     Ok(response(doc))
 }
 

@@ -6,6 +6,7 @@
 //! ran out, because its worker died, is claimable again.
 
 use serde_json::Value;
+use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
 use super::{Db, Store, StoreResult};
@@ -36,21 +37,22 @@ pub struct ClaimedJob {
 
 type ClaimedRow = (String, String, String, Json<Value>, i32, i32);
 
-const CLAIM_POSTGRES: &str = "UPDATE jobs SET status = 'running', lease_owner = $1, \
-    lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-    WHERE id = (SELECT id FROM jobs \
-                WHERE (status = 'queued' AND run_at <= $3) \
-                   OR (status = 'running' AND lease_until < $3) \
-                ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-    RETURNING id, kind, org_id, payload, attempts, max_attempts";
+/// The two ways a job becomes claimable, each answered by its own index: queued and due, or
+/// running under a lease that ran out. Due jobs go first.
+const CLAIMABLE: [&str; 2] = [
+    "status = 'queued' AND run_at <= $3 ORDER BY run_at",
+    "status = 'running' AND lease_until < $3 ORDER BY lease_until",
+];
 
-const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', lease_owner = $1, \
-    lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-    WHERE id = (SELECT id FROM jobs \
-                WHERE (status = 'queued' AND run_at <= $3) \
-                   OR (status = 'running' AND lease_until < $3) \
-                ORDER BY run_at LIMIT 1) \
-    RETURNING id, kind, org_id, payload, attempts, max_attempts";
+fn claim_sql(which: &str, skip_locked: bool) -> String {
+    let lock = if skip_locked { " FOR UPDATE SKIP LOCKED" } else { "" };
+    format!(
+        "UPDATE jobs SET status = 'running', lease_owner = $1, lease_until = $2, \
+         attempts = attempts + 1, updated_at = $3 \
+         WHERE id = (SELECT id FROM jobs WHERE {which} LIMIT 1{lock}) \
+         RETURNING id, kind, org_id, payload, attempts, max_attempts"
+    )
+}
 
 impl Store {
     /// Adds a job; returns false when an unfinished job holds the same dedupe key.
@@ -89,27 +91,33 @@ impl Store {
         lease_until: &str,
         now: &str,
     ) -> StoreResult<Option<ClaimedJob>> {
-        let row: Option<ClaimedRow> = match &self.db {
-            Db::Postgres(pool) => {
-                sqlx::query_as(CLAIM_POSTGRES)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .fetch_optional(pool)
-                    .await?
+        let mut row: Option<ClaimedRow> = None;
+        for which in CLAIMABLE {
+            row = match &self.db {
+                Db::Postgres(pool) => {
+                    sqlx::query_as(AssertSqlSafe(claim_sql(which, true)))
+                        .bind(owner)
+                        .bind(lease_until)
+                        .bind(now)
+                        .fetch_optional(pool)
+                        .await?
+                }
+                Db::Sqlite(pool) => {
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let row = sqlx::query_as(AssertSqlSafe(claim_sql(which, false)))
+                        .bind(owner)
+                        .bind(lease_until)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    row
+                }
+            };
+            if row.is_some() {
+                break;
             }
-            Db::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let row = sqlx::query_as(CLAIM_SQLITE)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                row
-            }
-        };
+        }
         Ok(row.map(|(id, kind, org_id, Json(payload), attempts, max_attempts)| ClaimedJob {
             id,
             kind,

@@ -27,5 +27,6 @@ pub(super) fn migrator() -> Migrator {
         migration(1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
         migration(2, "jobs", include_str!("../../migrations/postgres/0002_jobs.sql")),
         migration(3, "uploads", include_str!("../../migrations/postgres/0003_uploads.sql")),
+        migration(4, "job leases", include_str!("../../migrations/postgres/0004_job_leases.sql")),
     ])
 }

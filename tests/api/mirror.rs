@@ -57,6 +57,20 @@ async fn url_blobs_are_mirrored_when_the_network_is_allowed() {
     assert_eq!(copy.bytes().await.unwrap().as_ref(), PNG);
     let (_, got) = s.get(&format!("/v1/buckets/{bucket}"), Some(&ns)).await;
     assert_eq!(got["total_size_bytes"], PNG.len());
+
+    // A batch's URL blobs are mirrored too, by one job for the whole request.
+    let objects: Vec<Value> = (0..3)
+        .map(|_| json!({"blobs": [{"property": "image", "type": "image", "data": url}]}))
+        .collect();
+    let path = format!("/v1/buckets/{bucket}/objects/batch");
+    let (status, batch) = s.post(&path, Some(&ns), json!({"objects": objects})).await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    for created in batch["succeeded"].as_array().unwrap() {
+        let object = wait_mirror(&s, &ns, &bucket, created["object_id"].as_str().unwrap()).await;
+        assert_eq!(object["blobs"][0]["properties"]["mirror"], "done", "{object}");
+    }
+    let (_, got) = s.get(&format!("/v1/buckets/{bucket}"), Some(&ns)).await;
+    assert_eq!(got["total_size_bytes"], 4 * PNG.len());
     s.stop().await;
 }
 
