@@ -55,9 +55,11 @@ pub struct AppState {
     pub fetcher: fetch::Fetcher,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
-    pub namespace_cache: TtlCache<(String, String), serde_json::Value>,
+    pub namespace_cache: TtlCache<(String, String), Arc<serde_json::Value>>,
     /// Buckets by (namespace, name or id).
-    pub bucket_cache: TtlCache<(String, String), serde_json::Value>,
+    pub bucket_cache: TtlCache<(String, String), Arc<serde_json::Value>>,
+    /// Parsed bucket schemas by bucket and version.
+    pub schema_cache: TtlCache<String, Arc<model::schema::BucketSchema>>,
 }
 
 /// An error that stops the server from starting.
@@ -97,6 +99,7 @@ pub async fn run(
         auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+        schema_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
     });
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let workers = match config.role {

@@ -34,7 +34,7 @@ impl Caller {
 pub struct NamespacedCaller {
     pub caller: Caller,
     pub namespace_id: String,
-    pub namespace: Value,
+    pub namespace: Arc<Value>,
 }
 
 impl NamespacedCaller {
@@ -93,7 +93,7 @@ impl FromRequestParts<Arc<AppState>> for NamespacedCaller {
             })?
             .to_string();
 
-        let namespace = crate::service::namespaces::resolve(state, &caller, &ident).await?;
+        let namespace = crate::service::namespaces::resolve_shared(state, &caller, &ident).await?;
         let namespace_id = namespace["namespace_id"].as_str().unwrap_or_default().to_string();
         tracing::Span::current().record("namespace", namespace_id.as_str());
         Ok(NamespacedCaller { caller, namespace_id, namespace })

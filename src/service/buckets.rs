@@ -1,5 +1,7 @@
 //! Buckets: schema-checked containers of objects inside a namespace.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -108,8 +110,36 @@ pub async fn create(
 ///
 /// 404 when there is none.
 pub async fn resolve(state: &AppState, caller: &NamespacedCaller, ident: &str) -> Result<Value> {
+    Ok(Value::clone(&*resolve_shared(state, caller, ident).await?))
+}
+
+/// Like [`resolve`], without copying the record: for the many requests that only read it.
+///
+/// # Errors
+///
+/// 404 when there is none.
+pub async fn resolve_shared(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    ident: &str,
+) -> Result<Arc<Value>> {
     let lookup = Lookup { table: Table::Buckets, resource: "bucket", cache: &state.bucket_cache };
     lookup.live(state, caller.scope(), &caller.namespace_id, ident).await
+}
+
+/// The parsed schema of a bucket record, cached by bucket and version.
+///
+/// # Errors
+///
+/// Fails only for a stored schema that no longer parses.
+pub fn schema_of(state: &AppState, bucket: &Value) -> Result<Arc<BucketSchema>> {
+    let key = format!("{}@{}", bucket["bucket_id"], bucket["updated_at"]);
+    if let Some(schema) = state.schema_cache.get(&key) {
+        return Ok(schema);
+    }
+    let schema = Arc::new(BucketSchema::parse(&bucket["bucket_schema"])?);
+    state.schema_cache.insert(key, schema.clone());
+    Ok(schema)
 }
 
 /// Reads a bucket with its statistics.

@@ -10,6 +10,8 @@ pub mod objects;
 pub mod tasks;
 pub mod uploads;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
@@ -26,7 +28,7 @@ use cache::TtlCache;
 pub(crate) struct Lookup<'a> {
     pub table: Table,
     pub resource: &'static str,
-    pub cache: &'a TtlCache<(String, String), Value>,
+    pub cache: &'a TtlCache<(String, String), Arc<Value>>,
 }
 
 impl Lookup<'_> {
@@ -41,14 +43,14 @@ impl Lookup<'_> {
         scope: Scope<'_>,
         parent: &str,
         ident: &str,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let key = (parent.to_string(), ident.to_string());
         if let Some(doc) = self.cache.get(&key) {
             return Ok(doc);
         }
         let row = state.store.get(self.table, scope, ident).await?;
         let doc = row
-            .map(|r| r.doc)
+            .map(|r| Arc::new(r.doc))
             .filter(|doc| doc.get("deleting").is_none())
             .ok_or_else(|| Error::not_found(self.resource, ident))?;
         self.cache.insert(key, doc.clone());

@@ -1,5 +1,7 @@
 //! Namespaces: an organization's top-level containers of buckets.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -156,6 +158,15 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateNamespace) -> 
 ///
 /// 404 when there is none.
 pub async fn resolve(state: &AppState, caller: &Caller, ident: &str) -> Result<Value> {
+    Ok(Value::clone(&*resolve_shared(state, caller, ident).await?))
+}
+
+/// Like [`resolve`], without copying the record: for the many requests that only read it.
+///
+/// # Errors
+///
+/// 404 when there is none.
+pub async fn resolve_shared(state: &AppState, caller: &Caller, ident: &str) -> Result<Arc<Value>> {
     let cache = &state.namespace_cache;
     let lookup = Lookup { table: Table::Namespaces, resource: "namespace", cache };
     lookup.live(state, caller.scope(), &caller.org_id, ident).await

@@ -6,6 +6,7 @@
 //! removed again.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -111,9 +112,9 @@ pub struct BulkSoftDelete {
 /// A bucket resolved for an object operation.
 struct BucketCtx<'a> {
     caller: &'a NamespacedCaller,
-    bucket: Value,
+    bucket: Arc<Value>,
     bucket_id: String,
-    schema: BucketSchema,
+    schema: Arc<BucketSchema>,
     class: StorageClass,
     /// Uploads the request's blobs name, by upload id.
     uploads: HashMap<String, UploadedBlob>,
@@ -130,9 +131,9 @@ async fn bucket_ctx<'a>(
     caller: &'a NamespacedCaller,
     ident: &str,
 ) -> Result<BucketCtx<'a>> {
-    let bucket = buckets::resolve(state, caller, ident).await?;
+    let bucket = buckets::resolve_shared(state, caller, ident).await?;
     let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default().to_string();
-    let schema = BucketSchema::parse(&bucket["bucket_schema"])?;
+    let schema = buckets::schema_of(state, &bucket)?;
     let class = bucket["storage_class"].as_str().and_then(StorageClass::parse).unwrap_or_default();
     Ok(BucketCtx { caller, bucket, bucket_id, schema, class, uploads: HashMap::new() })
 }

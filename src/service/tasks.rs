@@ -346,7 +346,7 @@ pub(crate) async fn caller_for(
         key_id: "job".into(),
         key_name: "background job".into(),
     };
-    let namespace = namespaces::resolve(state, &caller, namespace_id).await?;
+    let namespace = namespaces::resolve_shared(state, &caller, namespace_id).await?;
     Ok(NamespacedCaller { caller, namespace_id: namespace_id.to_string(), namespace })
 }
 
