@@ -294,13 +294,14 @@ pub async fn patch(
     set_if_some(&mut doc, "cost_cap_override", req.cost_cap_override);
     let old_expiry = doc["expires_at"].clone();
     apply_expiry(&mut doc, req.expires_at, req.ttl_seconds)?;
-    if doc["expires_at"] != old_expiry {
-        schedule_expiry(state, &caller.org_id, &doc).await?;
-    }
     doc["updated_at"] = json!(now());
 
     let name = doc["namespace_name"].as_str().unwrap_or_default().to_string();
     save(state, &id, &name, &doc).await?;
+    // Scheduled only once the new expiry is stored, so that the job reads it.
+    if doc["expires_at"] != old_expiry {
+        schedule_expiry(state, &caller.org_id, &doc).await?;
+    }
     with_counts(state, doc).await
 }
 

@@ -90,6 +90,11 @@ async fn start_full(
     workers: usize,
     fetch: sluice::fetch::FetchPolicy,
 ) -> Option<TestServer> {
+    // SLUICE_TEST_LOG=debug shows the servers' logs with a failing test's output.
+    if let Ok(filter) = std::env::var("SLUICE_TEST_LOG") {
+        let filter = tracing_subscriber::EnvFilter::new(filter);
+        tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init().ok();
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, postgres) = match backend {
         Backend::Sqlite => (format!("sqlite:{}", dir.path().join("sluice.db").display()), None),
