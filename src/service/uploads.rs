@@ -458,23 +458,31 @@ pub async fn delete(
     id: &str,
     delete_bytes: bool,
 ) -> Result<()> {
-    let (_, mut doc) = load(state, caller, bucket, id).await?;
+    let (_, doc) = load(state, caller, bucket, id).await?;
     if doc["status"] == "COMPLETED" {
         return Err(Error::conflict(
             "upload_completed",
             "a completed upload cannot be deleted; delete its object instead",
         ));
     }
+    cancel(state, id, doc, delete_bytes, "upload canceled").await
+}
+
+/// Marks an upload CANCELED with `message`, deleting its bytes when asked.
+async fn cancel(
+    state: &AppState,
+    id: &str,
+    mut doc: Value,
+    delete_bytes: bool,
+    message: &str,
+) -> Result<()> {
     if delete_bytes && let Some(key) = doc["s3_key"].as_str() {
-        state
-            .blobs
-            .delete(key)
-            .await
-            .map_err(|e| Error::Internal(format!("blob delete failed: {e}")))?;
+        let deleted = state.blobs.delete(key).await;
+        deleted.map_err(|e| Error::Internal(format!("blob delete failed: {e}")))?;
     }
     doc["status"] = json!("CANCELED");
     doc["presigned_url"] = Value::Null;
-    doc["message"] = json!("upload canceled");
+    doc["message"] = json!(message);
     state.store.update_doc(Table::Uploads, id, None, &doc).await?;
     Ok(())
 }
@@ -804,18 +812,8 @@ pub async fn run_expiry(state: &AppState, job: &ClaimedJob) -> Result<()> {
     if doc["status"] != "PENDING" {
         return Ok(());
     }
-    if let Some(key) = doc["s3_key"].as_str() {
-        state
-            .blobs
-            .delete(key)
-            .await
-            .map_err(|e| Error::Internal(format!("blob delete failed: {e}")))?;
-    }
-    doc["status"] = json!("CANCELED");
     doc["expired"] = json!(true);
-    doc["presigned_url"] = Value::Null;
-    doc["message"] = json!("the upload expired before it was confirmed");
-    state.store.update_doc(Table::Uploads, id, None, &doc).await?;
+    cancel(state, id, doc, true, "the upload expired before it was confirmed").await?;
     tracing::info!(upload.id = %id, "upload expired");
     Ok(())
 }

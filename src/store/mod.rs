@@ -952,25 +952,33 @@ impl Store {
         bucket_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<Value>> {
+        self.delete_chunk("objects", bucket_id, limit).await
+    }
+
+    /// Deletes up to `limit` rows of a bucket's `table` (objects or uploads), oldest first, in
+    /// one transaction, and returns their records.
+    async fn delete_chunk(
+        &self,
+        table: &'static str,
+        bucket_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Value>> {
+        let chosen = format!("SELECT id FROM {table} WHERE bucket_id = $1 ORDER BY seq LIMIT $2");
+        let hashes = format!("DELETE FROM object_blob_hashes WHERE object_id IN ({chosen})");
+        let rows = format!("DELETE FROM {table} WHERE id IN ({chosen}) RETURNING doc");
         let docs: Vec<Json<Value>> = in_transaction!(self, tx => {
-            let docs: Vec<(String, Json<Value>)> = sqlx::query_as(
-                "SELECT id, doc FROM objects WHERE bucket_id = $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(bucket_id)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (id, _) in &docs {
-                sqlx::query("DELETE FROM object_blob_hashes WHERE object_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM objects WHERE id = $1")
-                    .bind(id)
+            if table == "objects" {
+                sqlx::query(AssertSqlSafe(hashes))
+                    .bind(bucket_id)
+                    .bind(limit)
                     .execute(&mut *tx)
                     .await?;
             }
-            docs.into_iter().map(|(_, doc)| doc).collect::<Vec<_>>()
+            sqlx::query_scalar(AssertSqlSafe(rows))
+                .bind(bucket_id)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?
         });
         Ok(docs.into_iter().map(|Json(doc)| doc).collect())
     }
@@ -1077,20 +1085,7 @@ impl Store {
         bucket_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<Value>> {
-        let docs: Vec<Json<Value>> = in_transaction!(self, tx => {
-            let rows: Vec<(String, Json<Value>)> = sqlx::query_as(
-                "SELECT id, doc FROM uploads WHERE bucket_id = $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(bucket_id)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (id, _) in &rows {
-                sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
-            }
-            rows.into_iter().map(|(_, doc)| doc).collect::<Vec<_>>()
-        });
-        Ok(docs.into_iter().map(|Json(doc)| doc).collect())
+        self.delete_chunk("uploads", bucket_id, limit).await
     }
 
     /// Marks a one-time nonce as used; false when it was used already.
