@@ -183,6 +183,9 @@ pub struct Config {
     pub fetch: crate::fetch::FetchPolicy,
     /// Whether sluice signs every presigned URL itself.
     pub sluice_signs_urls: bool,
+    /// Settings of the blob store that override the process environment (credentials and
+    /// endpoints, as the `AWS_*`, `GOOGLE_*` and `AZURE_*` variables name them).
+    pub storage_env: Vec<(String, String)>,
 }
 
 impl CommonArgs {
@@ -309,6 +312,7 @@ impl ServeArgs {
             }
         };
         Ok(Config {
+            storage_env: Vec::new(),
             sluice_signs_urls,
             fetch,
             role,

@@ -82,7 +82,8 @@ pub async fn run(
         database = %config::redact_url(&config.store.database_url),
         "metadata store ready"
     );
-    let blobs = BlobStore::open(&config.storage_url)?;
+    let env = std::env::vars().chain(config.storage_env.iter().cloned());
+    let blobs = BlobStore::open_with_env(&config.storage_url, env)?;
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     let signer = UrlSigner::new(&config.master_key, &public_url);

@@ -79,6 +79,37 @@ pub async fn start_allowing(backend: Backend, allow: &str) -> Option<TestServer>
     start_full(backend, Limits::default(), 2, fetch).await
 }
 
+/// Starts a SQLite server whose blobs live at `storage_url`, configured by `storage_env`, and
+/// whose URL fetches may reach `allow`.
+pub async fn start_on_storage(
+    storage_url: String,
+    storage_env: Vec<(String, String)>,
+    allow: &str,
+) -> TestServer {
+    let allow = sluice::fetch::FetchPolicy::parse_allow_list(allow).expect("allow list");
+    let fetch = sluice::fetch::FetchPolicy { allow, ..Default::default() };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        store: StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            database_url: format!("sqlite:{}", dir.path().join("sluice.db").display()),
+            max_connections: 8,
+        },
+        storage_url,
+        bootstrap_api_key: Some(KEY.to_string()),
+        limits: Limits::default(),
+        role: sluice::config::Role::All,
+        workers: 2,
+        public_url: None,
+        master_key: [42; 32],
+        fetch,
+        sluice_signs_urls: false,
+        storage_env,
+    };
+    launch(config, dir, None).await
+}
+
 /// Starts a server with `workers` job workers (0 leaves every job queued).
 pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> Option<TestServer> {
     start_full(backend, limits, workers, sluice::fetch::FetchPolicy::default()).await
@@ -116,6 +147,7 @@ async fn start_full(
         master_key: [42; 32],
         fetch,
         sluice_signs_urls: false,
+        storage_env: Vec::new(),
     };
     Some(launch(config, dir, postgres).await)
 }

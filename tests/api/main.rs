@@ -11,6 +11,7 @@ mod mirror;
 mod namespaces;
 mod objects;
 mod openapi;
+mod storage_classes;
 mod tasks;
 mod tenancy;
 mod uploads;
