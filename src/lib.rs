@@ -53,6 +53,7 @@ pub struct AppState {
     /// could presign; for stores that clients cannot reach.
     pub sluice_signs_urls: bool,
     pub fetcher: fetch::Fetcher,
+    pub object_writer: service::writer::ObjectWriter,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
     pub namespace_cache: TtlCache<(String, String), Arc<serde_json::Value>>,
@@ -89,6 +90,7 @@ pub async fn run(
     let signer = UrlSigner::new(&config.master_key, &public_url);
     announce_bootstrap(&store, config.bootstrap_api_key.as_deref()).await?;
 
+    let object_writer = service::writer::ObjectWriter::start(store.clone());
     let state = Arc::new(AppState {
         store,
         blobs,
@@ -97,6 +99,7 @@ pub async fn run(
         signer,
         sluice_signs_urls: config.sluice_signs_urls,
         fetcher: fetch::Fetcher::new(config.fetch.clone())?,
+        object_writer,
         auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),

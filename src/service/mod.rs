@@ -9,6 +9,7 @@ pub mod namespaces;
 pub mod objects;
 pub mod tasks;
 pub mod uploads;
+pub mod writer;
 
 use std::sync::Arc;
 

@@ -144,7 +144,7 @@ const UNIQUE_KEY_TAKEN: &str = "unique_key_exists";
 /// An object validated and ready to insert.
 #[derive(Clone)]
 struct Prepared {
-    row: NewObject,
+    row: Arc<NewObject>,
     blobs: Vec<PendingBlob>,
     skip_duplicates: bool,
 }
@@ -503,7 +503,7 @@ fn prepare(
         unique_key,
         blob_hashes: hashes,
     };
-    Ok(Prepared { row, blobs: pending, skip_duplicates })
+    Ok(Prepared { row: Arc::new(row), blobs: pending, skip_duplicates })
 }
 
 /// Refuses at once a URL that mirroring would refuse for its form alone (a literal private
@@ -631,8 +631,15 @@ async fn insert_prepared(
     }
 
     write_blobs(state, ctx.class, to_insert.iter().flat_map(|p| &p.blobs)).await?;
-    let rows: Vec<&NewObject> = to_insert.iter().map(|p| &p.row).collect();
-    let inserted = match state.store.insert_objects(&rows).await {
+    // Rows that need no transaction of their own share a statement with other requests'.
+    let inserted = if to_insert.iter().all(|p| p.row.blob_hashes.is_empty()) {
+        let rows = to_insert.iter().map(|p| p.row.clone()).collect();
+        state.object_writer.insert(rows).await
+    } else {
+        let rows: Vec<&NewObject> = to_insert.iter().map(|p| &*p.row).collect();
+        state.store.insert_objects(&rows).await
+    };
+    let inserted = match inserted {
         Ok(inserted) => inserted,
         Err(e) => {
             delete_pending(state, to_insert.iter().flat_map(|p| &p.blobs)).await;

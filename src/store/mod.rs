@@ -815,6 +815,7 @@ impl Store {
                 inserted
             })
         };
+        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
         Ok(objects.iter().map(|o| inserted.contains(&o.id)).collect())
     }
 
