@@ -42,6 +42,9 @@ use crate::model::StorageClass;
 /// are ever held in memory. S3 needs at least 5 MiB per part (but the last).
 pub const PART_SIZE: usize = 8 << 20;
 
+/// The part size of streamed writes to local files.
+const LOCAL_PART_SIZE: usize = 1 << 20;
+
 /// How many parts of one streamed write may be in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -220,8 +223,8 @@ impl BlobStore {
         Ok(self.stored(key, size, result.e_tag, None))
     }
 
-    /// Writes a stream under `key` without holding it whole: up to [`PART_SIZE`] it is one
-    /// write, above that a multipart upload of [`PART_SIZE`] parts. The SHA-256 of the bytes is
+    /// Writes a stream under `key` without holding it whole: up to one part ([`PART_SIZE`], or
+    /// 1 MiB on local files) it is one write, above that a multipart upload of such parts. The SHA-256 of the bytes is
     /// computed on the way.
     ///
     /// # Errors
@@ -244,7 +247,8 @@ impl BlobStore {
         // Up to one part is gathered first, so that small blobs take a single request.
         let mut head = Vec::new();
         let mut buffered = 0;
-        while buffered < PART_SIZE {
+        let part_size = self.part_size();
+        while buffered < part_size {
             let Some(chunk) = stream.next().await else {
                 let attributes = self.attributes(content_type, class);
                 let options = PutOptions { attributes, ..Default::default() };
@@ -264,7 +268,7 @@ impl BlobStore {
             ..Default::default()
         };
         let upload = self.inner.put_multipart_opts(&location, options).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
         head.into_iter().for_each(|chunk| writer.put(chunk));
         if let Err(e) = copy_parts(&mut stream, &mut writer, &mut tally).await {
             if let Err(abort) = writer.abort().await {
@@ -307,6 +311,15 @@ impl BlobStore {
             Backend::S3(target) => target.head(&location).await,
             Backend::Gcs(target) => target.head(&location).await,
             Backend::Azure(target) => target.head(&location).await,
+        }
+    }
+
+    /// The part size of streamed writes: clouds need large parts (S3's minimum is 5 MiB); local
+    /// files take small ones, which keeps the memory a large upload holds small.
+    fn part_size(&self) -> usize {
+        match self.backend {
+            Backend::File(_) => LOCAL_PART_SIZE,
+            Backend::S3(_) | Backend::Gcs(_) | Backend::Azure(_) => PART_SIZE,
         }
     }
 

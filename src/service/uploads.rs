@@ -661,13 +661,17 @@ async fn confirm_doc(
     state: &AppState,
     caller: &NamespacedCaller,
     bucket: &Value,
-    mut doc: Value,
+    doc: Value,
     req: &Confirm,
     policy: Option<&str>,
 ) -> Result<Value> {
     let id = doc["upload_id"].as_str().unwrap_or_default().to_string();
     match doc["status"].as_str().unwrap_or_default() {
         "COMPLETED" => return Ok(doc),
+        "PROCESSING" => {
+            return settled(state, caller, bucket, doc["upload_id"].as_str().unwrap_or_default())
+                .await;
+        }
         "PENDING" => {}
         "CANCELED" if doc["expired"] == true => {
             return Err(Error::conflict(
@@ -700,9 +704,72 @@ async fn confirm_doc(
         Error::bad_request("upload_missing", "no bytes were uploaded to the presigned URL yet")
     })?;
     verify(&doc, req, &meta)?;
+    // Only one confirmation creates the object: the others wait for it to finish and then
+    // answer what it did, or are told it is still running.
+    let mut processing = doc.clone();
+    processing["status"] = json!("PROCESSING");
+    if !state.store.update_upload_if(&id, "PENDING", &processing).await? {
+        return settled(state, caller, bucket, &id).await;
+    }
+    let outcome = complete(state, caller, bucket, doc, &key, &meta, policy).await;
+    if outcome.is_err() {
+        // Put the upload back so that the client can fix the cause and confirm again.
+        state.store.update_upload_if(&id, "PROCESSING", &pending_again(&processing)).await?;
+    }
+    outcome
+}
+
+fn pending_again(doc: &Value) -> Value {
+    let mut doc = doc.clone();
+    doc["status"] = json!("PENDING");
+    doc
+}
+
+/// The answer for a confirmation that lost the race to another one.
+async fn settled(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &Value,
+    id: &str,
+) -> Result<Value> {
+    let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default();
+    let scope = Scope::bucket(&caller.caller.org_id, &caller.namespace_id, bucket_id);
+    for _ in 0..100 {
+        let row = state.store.get(Table::Uploads, scope, id).await?;
+        let doc = row.ok_or_else(|| Error::not_found("upload", id))?.doc;
+        match doc["status"].as_str() {
+            Some("COMPLETED") => return Ok(doc),
+            Some("PROCESSING") => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => {
+                let status = other.unwrap_or("unknown");
+                return Err(Error::conflict(
+                    "upload_not_pending",
+                    format!("the upload is {status}"),
+                ));
+            }
+        }
+    }
+    Err(Error::conflict("upload_confirming", "another confirmation of this upload is running"))
+}
+
+/// Verifies the hash, applies the storage class, creates the object and completes the upload.
+async fn complete(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &Value,
+    mut doc: Value,
+    key: &str,
+    meta: &crate::blob::BlobMeta,
+    policy: Option<&str>,
+) -> Result<Value> {
+    let id = doc["upload_id"].as_str().unwrap_or_default().to_string();
     let sha256 = match doc["file_hash"].as_str() {
         Some(expected) => {
-            let actual = objects::hash_blob(state, &key).await?;
+            let known = doc["received_sha256"].as_str().map(String::from);
+            let actual = match known {
+                Some(hash) => hash,
+                None => objects::hash_blob(state, key).await?,
+            };
             if actual != expected {
                 return Err(Error::bad_request(
                     "file_hash_mismatch",
@@ -718,7 +785,7 @@ async fn confirm_doc(
     if meta.storage_class.unwrap_or_default() != class {
         state
             .blobs
-            .set_storage_class(&key, class)
+            .set_storage_class(key, class)
             .await
             .map_err(|e| Error::Internal(format!("setting the storage class failed: {e}")))?;
     }

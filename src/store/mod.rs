@@ -1051,6 +1051,41 @@ impl Store {
         Ok(())
     }
 
+    /// Finds an upload by id alone, for the signed upload URL whose one-time nonce is the id.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn find_upload(&self, id: &str) -> StoreResult<Option<Row>> {
+        let sql = "SELECT seq, doc FROM uploads WHERE id = $1";
+        Ok(self.fetch_rows(sql.to_string(), vec![SqlValue::Text(id.into())]).await?.pop())
+    }
+
+    /// Replaces an upload's record only while its status is still `expected`; returns whether
+    /// it did. This is how exactly one of several concurrent confirmations proceeds.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn update_upload_if(
+        &self,
+        id: &str,
+        expected: &str,
+        doc: &Value,
+    ) -> StoreResult<bool> {
+        let sql = "UPDATE uploads SET doc = $1, status = $2 WHERE id = $3 AND status = $4";
+        let status = doc.get("status").and_then(Value::as_str).unwrap_or("PENDING");
+        let done = with_pool!(self, pool => sqlx::query(sql)
+            .bind(Json(doc))
+            .bind(status)
+            .bind(id)
+            .bind(expected)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
     /// The uploads of a bucket that carry this file hash and are not canceled or failed,
     /// oldest first.
     ///

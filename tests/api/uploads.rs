@@ -284,3 +284,26 @@ async fn changing_the_class_retiers_stored_blobs(s: &TestServer) {
     }
 }
 both_backends!(changing_the_class_retiers_stored_blobs);
+
+/// Confirmations racing for one upload create one object, and all answer it.
+async fn concurrent_confirms_create_one_object(s: &TestServer) {
+    let (ns, bucket) = setup(s, "standard").await;
+    let base = format!("/v1/buckets/{bucket}/uploads");
+    let (_, upload) =
+        s.post(&base, Some(&ns), json!({"filename": "r.png", "content_type": "image/png"})).await;
+    put(upload["presigned_url"].as_str().unwrap(), "image/png", b"racing bytes").await;
+    let id = upload["upload_id"].as_str().unwrap();
+    let confirm = format!("{base}/{id}/confirm");
+    let calls: Vec<_> = (0..8).map(|_| s.post(&confirm, Some(&ns), json!({}))).collect();
+    let answers = futures::future::join_all(calls).await;
+    let mut ids = std::collections::HashSet::new();
+    for (status, answer) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{answer}");
+        ids.insert(answer["object_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "one object: {ids:?}");
+    let (_, list) =
+        s.post(&format!("/v1/buckets/{bucket}/objects/list"), Some(&ns), json!({})).await;
+    assert_eq!(list["results"].as_array().unwrap().len(), 1);
+}
+both_backends!(concurrent_confirms_create_one_object);

@@ -88,6 +88,12 @@ pub async fn put(
         }
     };
     tracing::info!(size = stored.size, "signed upload received");
+    // The hash computed on the way spares the confirmation a second read of the bytes.
+    if let (Some(sha), Some(row)) = (&stored.sha256, state.store.find_upload(&query.nonce).await?) {
+        let mut doc = row.doc;
+        doc["received_sha256"] = serde_json::json!(sha);
+        state.store.update_upload_if(&query.nonce, "PENDING", &doc).await?;
+    }
     let mut response = StatusCode::OK.into_response();
     if let Some(etag) = stored
         .etag
