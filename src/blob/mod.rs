@@ -236,13 +236,32 @@ impl BlobStore {
     pub async fn put_stream(
         &self,
         key: &str,
-        mut stream: BlobStream,
+        stream: BlobStream,
         content_type: Option<&str>,
         class: StorageClass,
         max_size: Option<u64>,
     ) -> Result<StoredBlob, BlobError> {
+        self.put_stream_hashed(key, stream, content_type, class, max_size, true).await
+    }
+
+    /// [`BlobStore::put_stream`], computing the SHA-256 only when `hash` is set: hashing is most
+    /// of the CPU a large local write costs.
+    ///
+    /// # Errors
+    ///
+    /// As [`BlobStore::put_stream`].
+    pub async fn put_stream_hashed(
+        &self,
+        key: &str,
+        mut stream: BlobStream,
+        content_type: Option<&str>,
+        class: StorageClass,
+        max_size: Option<u64>,
+        hash: bool,
+    ) -> Result<StoredBlob, BlobError> {
         let location = self.location(key)?;
-        let mut tally = Tally { size: 0, max_size, hasher: Sha256::new() };
+        let hasher = hash.then(Sha256::new);
+        let mut tally = Tally { size: 0, max_size, hasher };
 
         // Up to one part is gathered first, so that small blobs take a single request.
         let mut head = Vec::new();
@@ -255,7 +274,7 @@ impl BlobStore {
                 let payload: PutPayload = head.into_iter().collect();
                 let result = self.inner.put_opts(&location, payload, options).await?;
                 self.record_class(&location, class).await?;
-                return Ok(self.stored(key, tally.size, result.e_tag, Some(tally.sha256())));
+                return Ok(self.stored(key, tally.size, result.e_tag, tally.sha256()));
             };
             let chunk = chunk?;
             tally.add(&chunk)?;
@@ -279,7 +298,7 @@ impl BlobStore {
         // `finish` aborts the upload itself when completing it fails.
         let result = writer.finish().await?;
         self.record_class(&location, class).await?;
-        Ok(self.stored(key, tally.size, result.e_tag, Some(tally.sha256())))
+        Ok(self.stored(key, tally.size, result.e_tag, tally.sha256()))
     }
 
     /// The metadata of the blob under `key`, with its storage class read back from the store;
@@ -542,7 +561,7 @@ impl BlobStore {
 struct Tally {
     size: u64,
     max_size: Option<u64>,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
 }
 
 impl Tally {
@@ -553,12 +572,15 @@ impl Tally {
         {
             return Err(BlobError::TooLarge { limit });
         }
-        self.hasher.update(chunk);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(chunk);
+        }
         Ok(())
     }
 
-    fn sha256(self) -> String {
-        self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    fn sha256(self) -> Option<String> {
+        let digest = self.hasher?.finalize();
+        Some(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 }
 

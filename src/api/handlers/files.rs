@@ -67,10 +67,14 @@ pub async fn put(
         return Err(Error::Forbidden("this upload URL was used already".into()));
     }
 
+    // The bytes are hashed on the way only when the upload declared a hash to check.
+    let upload = state.store.find_upload(&query.nonce).await?;
+    let hash = upload.as_ref().is_some_and(|row| row.doc["file_hash"].is_string());
     let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
     let max = (query.max > 0).then_some(query.max);
     let class = crate::model::StorageClass::default();
-    let stored = state.blobs.put_stream(&key, stream, Some(&query.ct), class, max).await;
+    let blobs = &state.blobs;
+    let stored = blobs.put_stream_hashed(&key, stream, Some(&query.ct), class, max, hash).await;
     let stored = match stored {
         Ok(stored) => stored,
         Err(e) => {
@@ -89,7 +93,7 @@ pub async fn put(
     };
     tracing::info!(size = stored.size, "signed upload received");
     // The hash computed on the way spares the confirmation a second read of the bytes.
-    if let (Some(sha), Some(row)) = (&stored.sha256, state.store.find_upload(&query.nonce).await?) {
+    if let (Some(sha), Some(row)) = (&stored.sha256, upload) {
         let mut doc = row.doc;
         doc["received_sha256"] = serde_json::json!(sha);
         state.store.update_upload_if(&query.nonce, "PENDING", &doc).await?;
