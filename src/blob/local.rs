@@ -14,13 +14,20 @@ use crate::model::StorageClass;
 /// The records of one blob directory.
 #[derive(Clone)]
 pub(super) struct ClassRecords {
+    root: PathBuf,
     dir: PathBuf,
 }
 
 impl ClassRecords {
     /// Records for the blobs under `root`.
     pub(super) fn new(root: PathBuf) -> Self {
-        Self { dir: root.join(super::RESERVED_SEGMENT).join("storage-class") }
+        let dir = root.join(super::RESERVED_SEGMENT).join("storage-class");
+        Self { root, dir }
+    }
+
+    /// The blob directory these records belong to.
+    pub(super) fn root(&self) -> &std::path::Path {
+        self.root.as_path()
     }
 
     /// Records `class` for the blob at `location`.
@@ -75,4 +82,47 @@ impl ClassRecords {
         path.extend(location.parts().map(|part| part.as_ref().to_string()));
         path
     }
+}
+
+/// What the receiving side of a streamed local write is told.
+pub(super) enum Piece {
+    Bytes(bytes::Bytes),
+    /// Every byte has arrived: make the file visible under its name.
+    Finish,
+}
+
+/// Writes pieces into a hidden file beside `target` on a blocking thread, and renames it to
+/// `target` on [`Piece::Finish`]. When the sender goes away without finishing (a refused or
+/// broken upload), the hidden file is removed and nothing is left under `target`.
+pub(super) fn spawn_file_writer(
+    target: PathBuf,
+) -> (tokio::sync::mpsc::Sender<Piece>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Piece>(16);
+    let handle = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let Some(dir) = target.parent() else {
+            return Err(std::io::Error::new(ErrorKind::InvalidInput, "blob path has no parent"));
+        };
+        std::fs::create_dir_all(dir)?;
+        let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let staging = dir.join(format!(".{name}.{}.partial", crate::model::new_id("", 8)));
+        let mut file = std::fs::File::create(&staging)?;
+        let outcome = (|| {
+            while let Some(piece) = receiver.blocking_recv() {
+                match piece {
+                    Piece::Bytes(bytes) => file.write_all(&bytes)?,
+                    Piece::Finish => {
+                        file.flush()?;
+                        return std::fs::rename(&staging, &target);
+                    }
+                }
+            }
+            Err(std::io::Error::new(ErrorKind::Interrupted, "the write was abandoned"))
+        })();
+        if outcome.is_err() {
+            std::fs::remove_file(&staging).ok();
+        }
+        outcome
+    });
+    (sender, handle)
 }
