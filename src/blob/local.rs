@@ -97,7 +97,7 @@ pub(super) enum Piece {
 pub(super) fn spawn_file_writer(
     target: PathBuf,
 ) -> (tokio::sync::mpsc::Sender<Piece>, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Piece>(16);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Piece>(4);
     let handle = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let Some(dir) = target.parent() else {
