@@ -57,14 +57,35 @@ pub async fn enqueue_for(state: &AppState, scope: Scope<'_>, docs: &[&Value]) ->
 /// A network, store or blob failure; the job engine retries, and blobs mirrored already are
 /// not fetched again.
 pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<()> {
-    let ids = job.payload["object_ids"].as_array().cloned().unwrap_or_default();
+    let p = &job.payload;
+    let bucket_id = p["bucket_id"].as_str().unwrap_or_default();
+    let bucket = state.store.get(Table::Buckets, Scope::org(&job.org_id), bucket_id).await?;
+    let class = bucket
+        .and_then(|b| b.doc["storage_class"].as_str().and_then(StorageClass::parse))
+        .unwrap_or_default();
+    let internal_id =
+        state.store.get_organization(&job.org_id).await?.map(|o| o.internal_id).unwrap_or_default();
+    let target = Target { class, internal_id };
+
+    let ids = p["object_ids"].as_array().cloned().unwrap_or_default();
     for id in ids.iter().filter_map(Value::as_str) {
-        mirror_object(state, job, id).await?;
+        mirror_object(state, job, &target, id).await?;
     }
     Ok(())
 }
 
-async fn mirror_object(state: &AppState, job: &ClaimedJob, object_id: &str) -> Result<()> {
+/// Where a job's mirrored copies go: the bucket's class, under the organization's prefix.
+struct Target {
+    class: StorageClass,
+    internal_id: String,
+}
+
+async fn mirror_object(
+    state: &AppState,
+    job: &ClaimedJob,
+    target: &Target,
+    object_id: &str,
+) -> Result<()> {
     let p = &job.payload;
     let scope = Scope {
         org_id: &job.org_id,
@@ -77,15 +98,7 @@ async fn mirror_object(state: &AppState, job: &ClaimedJob, object_id: &str) -> R
     if !row.doc["blobs"].as_array().into_iter().flatten().any(wants_mirror) {
         return Ok(());
     }
-    let bucket = state
-        .store
-        .get(Table::Buckets, Scope::org(&job.org_id), p["bucket_id"].as_str().unwrap_or_default())
-        .await?;
-    let class = bucket
-        .and_then(|b| b.doc["storage_class"].as_str().and_then(StorageClass::parse))
-        .unwrap_or_default();
-    let internal_id =
-        state.store.get_organization(&job.org_id).await?.map(|o| o.internal_id).unwrap_or_default();
+    let (class, internal_id) = (target.class, &target.internal_id);
 
     let mut doc = row.doc;
     let prefix = format!(

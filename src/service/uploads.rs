@@ -11,6 +11,8 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::api::auth::NamespacedCaller;
+use crate::blob::signed::SignedQuery;
+use crate::blob::{BlobError, BlobStream, StoredBlob};
 use crate::error::{Error, Result};
 use crate::jobs::{self, JobKind};
 use crate::model::schema::{BucketSchema, FieldType};
@@ -334,6 +336,59 @@ fn duplicate_of(original: Value) -> Value {
     doc["existing_object_id"] = original["object_id"].clone();
     doc["message"] = json!("a file with this hash was uploaded already; nothing to upload");
     response(doc)
+}
+
+/// Receives the bytes of a verified one-time signed PUT URL: marks its nonce used, streams the
+/// body to the blob store (hashing it only when the upload declared a hash to check, and
+/// keeping that hash for the confirmation), and frees the nonce again when the write fails.
+///
+/// # Errors
+///
+/// 403 for a URL used already, 413 past the declared size, 400 for a broken body.
+pub async fn receive_signed(
+    state: &AppState,
+    key: &str,
+    query: &SignedQuery,
+    stream: BlobStream,
+) -> Result<StoredBlob> {
+    let expires = crate::model::format_time(
+        time::OffsetDateTime::from_unix_timestamp(query.expires)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    );
+    if query.nonce.is_empty() || !state.store.use_nonce(&query.nonce, &expires).await? {
+        return Err(Error::Forbidden("this upload URL was used already".into()));
+    }
+
+    let upload = state.store.find_upload(&query.nonce).await?;
+    let hash = upload.as_ref().is_some_and(|row| row.doc["file_hash"].is_string());
+    let max = (query.max > 0).then_some(query.max);
+    let class = StorageClass::default();
+    let blobs = &state.blobs;
+    let stored = match blobs.put_stream_hashed(key, stream, Some(&query.ct), class, max, hash).await
+    {
+        Ok(stored) => stored,
+        Err(e) => {
+            state.store.release_nonce(&query.nonce).await?;
+            return Err(match e {
+                BlobError::TooLarge { limit } => {
+                    Error::TooLarge(format!("the upload is larger than the {limit} bytes declared"))
+                }
+                BlobError::Io(e) => Error::bad_request(
+                    "upload_interrupted",
+                    format!("the body could not be read: {e}"),
+                ),
+                other => Error::Internal(format!("blob write failed: {other}")),
+            });
+        }
+    };
+    tracing::info!(size = stored.size, "signed upload received");
+
+    if let (Some(sha), Some(row)) = (&stored.sha256, upload) {
+        let mut doc = row.doc;
+        doc["received_sha256"] = json!(sha);
+        state.store.update_upload_if(&query.nonce, "PENDING", &doc).await?;
+    }
+    Ok(stored)
 }
 
 /// Reads one upload; with `presign`, a completed upload carries a GET URL for its bytes.

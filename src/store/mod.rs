@@ -373,7 +373,15 @@ impl Store {
     ///
     /// Fails on a database error.
     pub async fn get_organization(&self, id: &str) -> StoreResult<Option<Organization>> {
-        Ok(self.list_organizations().await?.into_iter().find(|o| o.id == id))
+        let sql = "SELECT id, name, internal_id, created_at FROM organizations WHERE id = $1";
+        let row: Option<(String, String, String, String)> =
+            with_pool!(self, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await)?;
+        Ok(row.map(|(id, name, internal_id, created_at)| Organization {
+            id,
+            name,
+            internal_id,
+            created_at,
+        }))
     }
 
     /// Counts the API keys ever created, revoked ones included.

@@ -59,45 +59,8 @@ pub async fn put(
     if !content_type.eq_ignore_ascii_case(&query.ct) {
         return Err(Error::Forbidden(format!("this URL takes Content-Type {}", query.ct)));
     }
-    let expires = crate::model::format_time(
-        time::OffsetDateTime::from_unix_timestamp(query.expires)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-    );
-    if query.nonce.is_empty() || !state.store.use_nonce(&query.nonce, &expires).await? {
-        return Err(Error::Forbidden("this upload URL was used already".into()));
-    }
-
-    // The bytes are hashed on the way only when the upload declared a hash to check.
-    let upload = state.store.find_upload(&query.nonce).await?;
-    let hash = upload.as_ref().is_some_and(|row| row.doc["file_hash"].is_string());
     let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
-    let max = (query.max > 0).then_some(query.max);
-    let class = crate::model::StorageClass::default();
-    let blobs = &state.blobs;
-    let stored = blobs.put_stream_hashed(&key, stream, Some(&query.ct), class, max, hash).await;
-    let stored = match stored {
-        Ok(stored) => stored,
-        Err(e) => {
-            state.store.release_nonce(&query.nonce).await?;
-            return Err(match e {
-                BlobError::TooLarge { limit } => {
-                    Error::TooLarge(format!("the upload is larger than the {limit} bytes declared"))
-                }
-                BlobError::Io(e) => Error::bad_request(
-                    "upload_interrupted",
-                    format!("the body could not be read: {e}"),
-                ),
-                other => Error::Internal(format!("blob write failed: {other}")),
-            });
-        }
-    };
-    tracing::info!(size = stored.size, "signed upload received");
-    // The hash computed on the way spares the confirmation a second read of the bytes.
-    if let (Some(sha), Some(row)) = (&stored.sha256, upload) {
-        let mut doc = row.doc;
-        doc["received_sha256"] = serde_json::json!(sha);
-        state.store.update_upload_if(&query.nonce, "PENDING", &doc).await?;
-    }
+    let stored = crate::service::uploads::receive_signed(&state, &key, &query, stream).await?;
     let mut response = StatusCode::OK.into_response();
     if let Some(etag) = stored
         .etag
