@@ -97,6 +97,28 @@ pub struct ServeArgs {
     /// Most connections the metadata store pool opens.
     #[arg(long, env = "SLUICE_DB_MAX_CONNECTIONS", default_value = "32")]
     pub db_max_connections: String,
+
+    /// Wait before the first retry of a failed webhook delivery, in milliseconds; each further
+    /// retry waits twice as long, up to `SLUICE_WEBHOOK_RETRY_MAX_MS`.
+    #[arg(long, env = "SLUICE_WEBHOOK_RETRY_BASE_MS", default_value = "30000")]
+    pub webhook_retry_base_ms: String,
+
+    /// Longest wait between two attempts of a webhook delivery, in milliseconds.
+    #[arg(long, env = "SLUICE_WEBHOOK_RETRY_MAX_MS", default_value = "3600000")]
+    pub webhook_retry_max_ms: String,
+
+    /// Attempts one webhook delivery gets before it is given up (the default spans about a
+    /// day).
+    #[arg(long, env = "SLUICE_WEBHOOK_MAX_ATTEMPTS", default_value = "30")]
+    pub webhook_max_attempts: String,
+
+    /// Failed delivery attempts in a row after which a webhook is paused.
+    #[arg(long, env = "SLUICE_WEBHOOK_PAUSE_AFTER", default_value = "50")]
+    pub webhook_pause_after: String,
+
+    /// How many days the change feed and the webhook delivery log are kept.
+    #[arg(long, env = "SLUICE_EVENT_RETENTION_DAYS", default_value = "90")]
+    pub event_retention_days: String,
 }
 
 /// A setting that could not be used, naming the variable it came from.
@@ -159,6 +181,35 @@ impl Default for Limits {
     }
 }
 
+/// How webhooks are delivered and how long events are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// The wait before the first retry of a failed delivery; it doubles with each retry.
+    pub retry_base: std::time::Duration,
+    /// The longest wait between two attempts.
+    pub retry_max: std::time::Duration,
+    /// Attempts one delivery gets.
+    pub max_attempts: i32,
+    /// Failed attempts in a row, over all of a webhook's deliveries, that pause the webhook.
+    pub pause_after: i64,
+    /// How long events and delivery records are kept.
+    pub retention: std::time::Duration,
+}
+
+impl Default for WebhookSettings {
+    /// Thirty seconds doubling up to an hour, thirty attempts (about a day), a pause after fifty
+    /// failures in a row, and ninety days of events.
+    fn default() -> Self {
+        Self {
+            retry_base: std::time::Duration::from_secs(30),
+            retry_max: std::time::Duration::from_secs(3600),
+            max_attempts: 30,
+            pause_after: 50,
+            retention: std::time::Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
 /// Where metadata lives and how to log: what every subcommand needs.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -186,6 +237,8 @@ pub struct Config {
     /// Settings of the blob store that override the process environment (credentials and
     /// endpoints, as the `AWS_*`, `GOOGLE_*` and `AZURE_*` variables name them).
     pub storage_env: Vec<(String, String)>,
+    /// Webhook delivery and event retention.
+    pub webhooks: WebhookSettings,
 }
 
 impl CommonArgs {
@@ -311,7 +364,22 @@ impl ServeArgs {
                 ));
             }
         };
+        let days: u64 = parse_number("SLUICE_EVENT_RETENTION_DAYS", &self.event_retention_days)?;
+        let webhooks = WebhookSettings {
+            retry_base: std::time::Duration::from_millis(parse_number(
+                "SLUICE_WEBHOOK_RETRY_BASE_MS",
+                &self.webhook_retry_base_ms,
+            )?),
+            retry_max: std::time::Duration::from_millis(parse_number(
+                "SLUICE_WEBHOOK_RETRY_MAX_MS",
+                &self.webhook_retry_max_ms,
+            )?),
+            max_attempts: parse_number("SLUICE_WEBHOOK_MAX_ATTEMPTS", &self.webhook_max_attempts)?,
+            pause_after: parse_number("SLUICE_WEBHOOK_PAUSE_AFTER", &self.webhook_pause_after)?,
+            retention: std::time::Duration::from_secs(days.saturating_mul(86_400)),
+        };
         Ok(Config {
+            webhooks,
             storage_env: Vec::new(),
             sluice_signs_urls,
             fetch,

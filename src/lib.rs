@@ -61,10 +61,49 @@ pub struct AppState {
     pub bucket_cache: TtlCache<(String, String), Arc<serde_json::Value>>,
     /// Parsed bucket schemas by bucket and version.
     pub schema_cache: TtlCache<String, Arc<model::schema::BucketSchema>>,
+    /// Webhook settings, sealed secrets and the webhooks of each organization.
+    pub hooks: service::webhooks::Hooks,
 }
 
 /// An error that stops the server from starting.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+impl AppState {
+    /// Opens the store (bringing its schema up to date) and the blob backend, and builds the
+    /// shared state of a process whose signed URLs start with `public_url`. No job runs until
+    /// workers are started over it.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the store or blob backend cannot be opened.
+    pub async fn open(config: &Config, public_url: &str) -> Result<Arc<AppState>, StartError> {
+        let store = Store::open(&config.store).await?;
+        tracing::info!(
+            store = store.backend_name(),
+            database = %config::redact_url(&config.store.database_url),
+            "metadata store ready"
+        );
+        let env = std::env::vars().chain(config.storage_env.iter().cloned());
+        let blobs = BlobStore::open_with_env(&config.storage_url, env)?;
+        let signer = UrlSigner::new(&config.master_key, public_url);
+        let object_writer = service::writer::ObjectWriter::start(store.clone());
+        Ok(Arc::new(AppState {
+            store,
+            blobs,
+            limits: config.limits.clone(),
+            job_signal: JobSignal::default(),
+            signer,
+            sluice_signs_urls: config.sluice_signs_urls,
+            fetcher: fetch::Fetcher::new(config.fetch.clone())?,
+            object_writer,
+            auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+            namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+            bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+            schema_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+            hooks: service::webhooks::Hooks::new(config.webhooks.clone(), &config.master_key),
+        }))
+    }
+}
 
 /// Opens the store and blob backend, creates the first key on a first start, serves the API
 /// on `listener` until `shutdown` completes, then lets in-flight requests finish.
@@ -77,34 +116,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let store = Store::open(&config.store).await?;
-    tracing::info!(
-        store = store.backend_name(),
-        database = %config::redact_url(&config.store.database_url),
-        "metadata store ready"
-    );
-    let env = std::env::vars().chain(config.storage_env.iter().cloned());
-    let blobs = BlobStore::open_with_env(&config.storage_url, env)?;
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-    let signer = UrlSigner::new(&config.master_key, &public_url);
-    announce_bootstrap(&store, config.bootstrap_api_key.as_deref()).await?;
-
-    let object_writer = service::writer::ObjectWriter::start(store.clone());
-    let state = Arc::new(AppState {
-        store,
-        blobs,
-        limits: config.limits,
-        job_signal: JobSignal::default(),
-        signer,
-        sluice_signs_urls: config.sluice_signs_urls,
-        fetcher: fetch::Fetcher::new(config.fetch.clone())?,
-        object_writer,
-        auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
-        namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
-        bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
-        schema_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
-    });
+    let state = AppState::open(&config, &public_url).await?;
+    announce_bootstrap(&state.store, config.bootstrap_api_key.as_deref()).await?;
+    if let Err(e) = service::events::schedule_sweep(&state, Duration::ZERO).await {
+        tracing::warn!(error = %e, "could not schedule the event sweeper; it is tried at the next start");
+    }
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let workers = match config.role {
         Role::Api => 0,

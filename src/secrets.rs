@@ -3,13 +3,70 @@
 //! It comes from `SLUICE_MASTER_KEY` (32 bytes, base64) or, when that is unset, from the file
 //! `master.key` in the data directory, created with mode 0600 on first start. Every process of
 //! one deployment must use the same key, so multi-process deployments set the variable.
+//!
+//! [`SecretBox`] encrypts secrets that sluice must read back later (webhook signing secrets)
+//! with ChaCha20-Poly1305 under a key derived from the master key.
 
 use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use sha2::Sha256;
 
 use crate::config::ConfigError;
+
+/// The prefix of a sealed secret, naming the format so that it can change later.
+const SEALED_PREFIX: &str = "v1:";
+
+/// Encrypts and authenticates secrets at rest. Each purpose gets its own key, derived from the
+/// master key, and each sealed value is bound to a context (such as the id of the record that
+/// holds it), so that a sealed value copied to another record does not open.
+pub struct SecretBox {
+    key: LessSafeKey,
+}
+
+impl SecretBox {
+    /// A box whose key is derived from `master_key` for `purpose`.
+    pub fn new(master_key: &[u8; 32], purpose: &str) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(purpose.as_bytes());
+        let derived = mac.finalize().into_bytes();
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &derived)
+            .unwrap_or_else(|_| unreachable!("a SHA-256 output is a ChaCha20 key"));
+        Self { key: LessSafeKey::new(key) }
+    }
+
+    /// Encrypts `secret` for `context`; the result is text fit for a JSON record.
+    pub fn seal(&self, secret: &str, context: &str) -> String {
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        let mut sealed = secret.as_bytes().to_vec();
+        let nonce = Nonce::assume_unique_for_key(nonce_bytes);
+        // Sealing fails only for inputs of about 256 GiB, which no secret is.
+        if self.key.seal_in_place_append_tag(nonce, Aad::from(context), &mut sealed).is_err() {
+            sealed.clear();
+        }
+        let mut out = nonce_bytes.to_vec();
+        out.extend(sealed);
+        format!("{SEALED_PREFIX}{}", STANDARD.encode(out))
+    }
+
+    /// Decrypts a value [`seal`](Self::seal) made for the same context; `None` when it was
+    /// made under another key or context, or was altered.
+    pub fn open(&self, sealed: &str, context: &str) -> Option<String> {
+        let raw = STANDARD.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?;
+        if raw.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buffer = ciphertext.to_vec();
+        let plain = self.key.open_in_place(nonce, Aad::from(context), &mut buffer).ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
 
 const KEY_FILE: &str = "master.key";
 
@@ -79,6 +136,18 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_in_their_context() {
+        let sealer = SecretBox::new(&[7u8; 32], "test");
+        let sealed = sealer.seal("whsec_abc", "wh_1");
+        assert!(!sealed.contains("whsec_abc"));
+        assert_eq!(sealer.open(&sealed, "wh_1").as_deref(), Some("whsec_abc"));
+        assert_eq!(sealer.open(&sealed, "wh_2"), None);
+        assert_eq!(SecretBox::new(&[8u8; 32], "test").open(&sealed, "wh_1"), None);
+        assert_eq!(SecretBox::new(&[7u8; 32], "other").open(&sealed, "wh_1"), None);
+        assert_eq!(sealer.open("v1:garbage", "wh_1"), None);
     }
 
     #[test]

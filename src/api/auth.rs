@@ -99,3 +99,33 @@ impl FromRequestParts<Arc<AppState>> for NamespacedCaller {
         Ok(NamespacedCaller { caller, namespace_id, namespace })
     }
 }
+
+/// A caller on a route where `X-Namespace` is optional and narrows what the route answers.
+#[derive(Debug, Clone)]
+pub struct FilteringCaller {
+    pub caller: Caller,
+    /// The id of the namespace `X-Namespace` names, when the header is present.
+    pub namespace_id: Option<String>,
+}
+
+impl FromRequestParts<Arc<AppState>> for FilteringCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Error> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let ident = parts
+            .headers
+            .get("x-namespace")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from);
+        let Some(ident) = ident else {
+            return Ok(FilteringCaller { caller, namespace_id: None });
+        };
+        let namespace = crate::service::namespaces::resolve_shared(state, &caller, &ident).await?;
+        let namespace_id = namespace["namespace_id"].as_str().unwrap_or_default().to_string();
+        tracing::Span::current().record("namespace", namespace_id.as_str());
+        Ok(FilteringCaller { caller, namespace_id: Some(namespace_id) })
+    }
+}

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::Error;
-use handlers::{buckets, files, health, namespaces, objects, tasks, uploads};
+use handlers::{buckets, events, files, health, namespaces, objects, tasks, uploads, webhooks};
 
 /// Builds the router of the whole API.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -59,7 +59,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/buckets/{bucket}/uploads/{upload}/confirm", post(uploads::confirm))
         .route("/files/{*key}", get(files::get).put(files::put))
         .route("/tasks/list", post(tasks::list))
-        .route("/tasks/{task}", get(tasks::get).delete(tasks::kill));
+        .route("/tasks/{task}", get(tasks::get).delete(tasks::kill))
+        .route("/organizations/webhooks", post(webhooks::create))
+        .route("/organizations/webhooks/", post(webhooks::create))
+        .route("/organizations/webhooks/list", post(webhooks::list))
+        .route(
+            "/organizations/webhooks/{webhook}",
+            get(webhooks::get).put(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/organizations/webhooks/{webhook}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/organizations/webhooks/{webhook}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
+        .route("/events", get(events::list));
 
     finish(Router::new().nest("/v1", v1).route("/openapi.json", get(health::openapi)), state)
 }

@@ -285,6 +285,32 @@ impl Fetcher {
         })
     }
 
+    /// Sends one POST of `body` to `url` with `headers`, under the same address rules as
+    /// [`get`](Self::get), and answers the response's status, whatever it is. Redirects are not
+    /// followed: a 3xx answer is returned like any other status. The response body is not read.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError::BadUrl`] or [`FetchError::Forbidden`] before anything is sent,
+    /// [`FetchError::Timeout`] when no answer came within `timeout`, and
+    /// [`FetchError::Network`] when the connection or the exchange failed.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<u16, FetchError> {
+        let url = self.policy.check_url(url)?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let mut request = self.client.post(url).timeout(timeout).body(body);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.send().await.map_err(|error| send_error(error, &host))?;
+        Ok(response.status().as_u16())
+    }
+
     /// Sends the GET, and again to each redirect target, until a response is not a redirect.
     async fn follow_redirects(&self, mut url: Url) -> Result<reqwest::Response, FetchError> {
         let mut redirects = 0;

@@ -3,7 +3,8 @@
 //! Enqueuing writes a row; any worker of any sluice process may claim it. A claim is a lease
 //! that the worker renews while the job runs; when a worker dies, its lease runs out and another
 //! worker runs the job again. Every job is therefore written to be idempotent. A failed attempt
-//! is retried with exponential backoff until the job's attempts are used up.
+//! is retried with exponential backoff until the job's attempts are used up. Each kind has a
+//! [`RetryPolicy`]: most use the engine's default, webhook deliveries their own.
 //!
 //! Workers wake at once for jobs enqueued in their own process and poll for the others'.
 
@@ -46,10 +47,36 @@ pub enum JobKind {
     BlobMirror,
     /// Deletes a namespace whose time to live has run out.
     NamespaceExpire,
+    /// Sends one webhook delivery (one attempt per run).
+    WebhookDeliver,
+    /// Deletes events and delivery records past their retention, then schedules itself again.
+    EventsSweep,
+}
+
+/// How often a job is tried and how long it waits between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: i32,
+    /// The wait before the first retry; each further retry waits twice as long.
+    pub first: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// The policy of every kind that does not choose its own.
+    pub const DEFAULT: RetryPolicy =
+        RetryPolicy { attempts: DEFAULT_ATTEMPTS, first: FIRST_BACKOFF, cap: MAX_BACKOFF };
+
+    /// The delay before retry number `attempts`: `first`, twice that, four times, … up to `cap`.
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exponent = u32::try_from(attempts.clamp(1, 31) - 1).unwrap_or(0);
+        self.first.saturating_mul(2u32.saturating_pow(exponent)).min(self.cap)
+    }
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 9] = [
         Self::NamespaceDelete,
         Self::BucketDelete,
         Self::BucketRetier,
@@ -57,6 +84,8 @@ impl JobKind {
         Self::UploadExpire,
         Self::BlobMirror,
         Self::NamespaceExpire,
+        Self::WebhookDeliver,
+        Self::EventsSweep,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +97,23 @@ impl JobKind {
             Self::UploadExpire => "upload.expire",
             Self::BlobMirror => "blob.mirror",
             Self::NamespaceExpire => "namespace.expire",
+            Self::WebhookDeliver => "webhook.deliver",
+            Self::EventsSweep => "events.sweep",
+        }
+    }
+
+    /// The attempts and backoff of this kind's jobs.
+    pub fn retry_policy(self, state: &AppState) -> RetryPolicy {
+        match self {
+            Self::WebhookDeliver => {
+                let settings = &state.hooks.settings;
+                RetryPolicy {
+                    attempts: settings.max_attempts,
+                    first: settings.retry_base,
+                    cap: settings.retry_max,
+                }
+            }
+            _ => RetryPolicy::DEFAULT,
         }
     }
 
@@ -98,6 +144,23 @@ pub async fn enqueue(
     enqueue_job(state, kind, org_id, payload, dedupe_key, &at).await
 }
 
+/// Enqueues a job that runs no earlier than `run_at`, unless an unfinished job holds
+/// `dedupe_key`.
+///
+/// # Errors
+///
+/// Fails on a store error.
+pub async fn enqueue_once_at(
+    state: &AppState,
+    kind: JobKind,
+    org_id: &str,
+    payload: Value,
+    dedupe_key: String,
+    run_at: &str,
+) -> Result<()> {
+    enqueue_job(state, kind, org_id, payload, Some(dedupe_key), run_at).await
+}
+
 /// Enqueues a job that runs no earlier than `run_at` (an RFC 3339 time as [`now`] writes it).
 ///
 /// # Errors
@@ -122,18 +185,36 @@ async fn enqueue_job(
     run_at: &str,
 ) -> Result<()> {
     let at = now();
-    let job = NewJob {
+    let job = new_job(state, kind, org_id, payload, dedupe_key, run_at);
+    state.store.enqueue_job(&job, &at).await?;
+    wake(state);
+    Ok(())
+}
+
+/// A job row for a caller that writes it in its own transaction; call [`wake`] after the
+/// commit.
+pub fn new_job(
+    state: &AppState,
+    kind: JobKind,
+    org_id: &str,
+    payload: Value,
+    dedupe_key: Option<String>,
+    run_at: &str,
+) -> NewJob {
+    NewJob {
         id: new_id("job_", 20),
         kind: kind.as_str().to_string(),
         org_id: org_id.to_string(),
         payload,
-        max_attempts: DEFAULT_ATTEMPTS,
+        max_attempts: kind.retry_policy(state).attempts,
         run_at: run_at.to_string(),
         dedupe_key,
-    };
-    state.store.enqueue_job(&job, &at).await?;
+    }
+}
+
+/// Wakes an idle worker of this process for a job just written.
+pub fn wake(state: &AppState) {
     state.job_signal.notify.notify_one();
-    Ok(())
 }
 
 /// Runs `count` workers until `shutdown` turns true. A job still running then is abandoned
@@ -203,6 +284,8 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
         Some(JobKind::UploadExpire) => crate::service::uploads::run_expiry(state, job).await,
         Some(JobKind::BlobMirror) => crate::service::mirror::run(state, job).await,
         Some(JobKind::NamespaceExpire) => crate::service::namespaces::run_expiry(state, job).await,
+        Some(JobKind::WebhookDeliver) => crate::service::webhooks::run_delivery(state, job).await,
+        Some(JobKind::EventsSweep) => crate::service::events::run_sweep(state, job).await,
         None => Err(Error::Internal(format!("unknown job kind {}", job.kind))),
     }
 }
@@ -224,7 +307,9 @@ async fn settle(state: &AppState, owner: &str, job: &ClaimedJob, outcome: Result
     let (status, error, run_at) = match &outcome {
         Ok(()) => ("done", None, at.clone()),
         Err(e) if job.attempts < job.max_attempts => {
-            let delay = backoff(job.attempts);
+            let policy =
+                JobKind::parse(&job.kind).map_or(RetryPolicy::DEFAULT, |k| k.retry_policy(state));
+            let delay = policy.backoff(job.attempts);
             tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "job attempt failed");
             ("queued", Some(e.to_string()), later(delay))
         }
@@ -243,17 +328,12 @@ async fn settle(state: &AppState, owner: &str, job: &ClaimedJob, outcome: Result
     }
 }
 
-/// The delay before retry number `attempts`: 1 s, 2 s, 4 s, … up to five minutes.
-fn backoff(attempts: i32) -> Duration {
-    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
-    FIRST_BACKOFF.saturating_mul(2u32.saturating_pow(exponent)).min(MAX_BACKOFF)
-}
-
 fn lease_until() -> String {
     later(LEASE)
 }
 
-fn later(delay: Duration) -> String {
+/// The time `delay` from now, as [`now`] writes times.
+pub(crate) fn later(delay: Duration) -> String {
     let delay = time::Duration::try_from(delay).unwrap_or(time::Duration::ZERO);
     format_time(time::OffsetDateTime::now_utc() + delay)
 }
@@ -264,10 +344,21 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(16));
-        assert_eq!(backoff(30), MAX_BACKOFF);
+        let policy = RetryPolicy::DEFAULT;
+        assert_eq!(policy.backoff(1), Duration::from_secs(1));
+        assert_eq!(policy.backoff(2), Duration::from_secs(2));
+        assert_eq!(policy.backoff(5), Duration::from_secs(16));
+        assert_eq!(policy.backoff(30), MAX_BACKOFF);
+
+        let hooks = RetryPolicy {
+            attempts: 30,
+            first: Duration::from_secs(30),
+            cap: Duration::from_secs(3600),
+        };
+        assert_eq!(hooks.backoff(3), Duration::from_secs(120));
+        assert_eq!(hooks.backoff(29), Duration::from_secs(3600));
+        let total: Duration = (1..hooks.attempts).map(|n| hooks.backoff(n)).sum();
+        assert!(total > Duration::from_secs(20 * 3600) && total < Duration::from_secs(26 * 3600));
     }
 
     #[test]

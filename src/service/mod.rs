@@ -3,12 +3,14 @@
 
 pub mod buckets;
 pub mod cache;
+pub mod events;
 pub mod keys;
 pub mod mirror;
 pub mod namespaces;
 pub mod objects;
 pub mod tasks;
 pub mod uploads;
+pub mod webhooks;
 pub mod writer;
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::blob::{BlobData, ParsedBlob, guess_mime, parse_blob};
 use crate::model::schema::{BucketSchema, FieldType};
 use crate::model::{FieldError, StorageClass, new_id, now};
-use crate::service::{buckets, list_filter, next_cursor};
+use crate::service::{buckets, events, list_filter, next_cursor};
 use crate::store::{NewObject, ObjectKey, Row, Scope, StoreError, Table};
 
 /// The most objects one batch request may create.
@@ -235,7 +235,17 @@ async fn create_in(
     }
     let mut created = insert_prepared(state, ctx, vec![prepared]).await?;
     let created = created.pop().ok_or_else(|| Error::Internal("insert returned no row".into()))?;
+    if created.replayed_by.is_none() {
+        emit(state, ctx, "object.created", created.doc.clone()).await;
+    }
     Ok(response(created.doc))
+}
+
+/// Records a change event of the bucket's namespace.
+async fn emit(state: &AppState, ctx: &BucketCtx<'_>, event_type: &str, payload: Value) {
+    let caller = ctx.caller;
+    let (org, namespace) = (&caller.caller.org_id, Some(caller.namespace_id.as_str()));
+    events::record_logged(state, org, namespace, event_type, payload).await;
 }
 
 /// Bytes that arrived through an upload and become a blob where they are.
@@ -368,6 +378,13 @@ pub async fn create_batch(
     }
 
     let created = insert_prepared(state, &ctx, prepared).await?;
+    let fresh: Vec<&Value> =
+        created.iter().filter(|c| c.replayed_by.is_none()).map(|c| &c.doc["object_id"]).collect();
+    if !fresh.is_empty() {
+        let payload =
+            json!({"bucket_id": ctx.bucket_id, "object_ids": fresh, "count": fresh.len()});
+        emit(state, &ctx, "objects.created.batch", payload).await;
+    }
     let succeeded: Vec<Value> = created
         .into_iter()
         .zip(indexes)
@@ -714,6 +731,9 @@ async fn create_with_policy(
                     let created = created
                         .pop()
                         .ok_or_else(|| Error::Internal("insert returned no row".into()))?;
+                    if created.replayed_by.is_none() {
+                        emit(state, ctx, "object.created", created.doc.clone()).await;
+                    }
                     Ok(response(created.doc))
                 }
             }
@@ -747,6 +767,7 @@ async fn replace(
     }
     delete_blobs(state, &existing.doc).await;
     crate::service::mirror::enqueue_for(state, ctx.scope(), &[&doc]).await?;
+    emit(state, ctx, "object.updated", doc.clone()).await;
     Ok(response(doc))
 }
 
@@ -1028,6 +1049,7 @@ async fn modify(
         }
         other => other.into(),
     })?;
+    emit(state, &ctx, "object.updated", doc.clone()).await;
     Ok(response(doc))
 }
 
@@ -1048,6 +1070,8 @@ pub async fn delete(
     }
     if let Some(doc) = state.store.delete_object(&ctx.bucket_id, id).await? {
         delete_blobs(state, &doc).await;
+        let payload = json!({"object_id": id, "bucket_id": ctx.bucket_id});
+        emit(state, &ctx, "object.deleted", payload).await;
     }
     Ok(())
 }
@@ -1075,6 +1099,10 @@ pub async fn bulk_soft_delete(
         req.object_ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
     };
     let done = state.store.soft_delete_objects(&ctx.bucket_id, &unique, &now()).await?;
+    for id in &done {
+        let payload = json!({"object_id": id, "bucket_id": ctx.bucket_id, "soft_deleted": true});
+        emit(state, &ctx, "object.deleted", payload).await;
+    }
     tracing::info!(bucket.id = %ctx.bucket_id, objects = done.len(), reason = %req.reason,
                    "objects soft-deleted");
     Ok(json!({"soft_deleted": done.len(), "requested": req.object_ids.len(), "collections": 0}))

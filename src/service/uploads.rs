@@ -867,6 +867,16 @@ async fn complete(
     doc["presigned_url"] = Value::Null;
     state.store.update_doc(Table::Uploads, &id, None, &doc).await?;
     tracing::info!(upload.id = %id, "upload confirmed");
+    let payload = json!({
+        "upload_id": id,
+        "bucket_id": bucket["bucket_id"],
+        "object_id": doc["object_id"],
+        "filename": doc["filename"],
+        "file_size_bytes": doc["file_size_bytes"],
+    });
+    let org = &caller.caller.org_id;
+    let namespace = Some(caller.namespace_id.as_str());
+    crate::service::events::record_logged(state, org, namespace, "upload.confirmed", payload).await;
     Ok(doc)
 }
 

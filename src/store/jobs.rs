@@ -37,6 +37,11 @@ pub struct ClaimedJob {
 
 type ClaimedRow = (String, String, String, Json<Value>, i32, i32);
 
+/// Inserts one job unless an unfinished job holds its dedupe key; bound by `bind_job!`.
+pub(super) const ENQUEUE_SQL: &str = "INSERT INTO jobs (id, kind, org_id, payload, status, \
+     attempts, max_attempts, run_at, dedupe_key, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING";
+
 /// The two ways a job becomes claimable, each answered by its own index: queued and due, or
 /// running under a lease that ran out. Due jobs go first.
 const CLAIMABLE: [&str; 2] = [
@@ -61,19 +66,7 @@ impl Store {
     ///
     /// Fails on a database error.
     pub async fn enqueue_job(&self, job: &NewJob, now: &str) -> StoreResult<bool> {
-        let sql = "INSERT INTO jobs (id, kind, org_id, payload, status, attempts, max_attempts, \
-                   run_at, dedupe_key, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $8, $8) \
-                   ON CONFLICT DO NOTHING";
-        let inserted = with_pool!(self, pool => sqlx::query(sql)
-            .bind(&job.id)
-            .bind(&job.kind)
-            .bind(&job.org_id)
-            .bind(Json(&job.payload))
-            .bind(job.max_attempts)
-            .bind(&job.run_at)
-            .bind(&job.dedupe_key)
-            .bind(now)
+        let inserted = with_pool!(self, pool => bind_job!(sqlx::query(ENQUEUE_SQL), job, now)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;

@@ -128,7 +128,23 @@ macro_rules! bind_objects {
     }};
 }
 
+/// Binds the columns of a [`NewJob`] to [`jobs::ENQUEUE_SQL`], after the time `$now`.
+macro_rules! bind_job {
+    ($q:expr, $job:expr, $now:expr) => {
+        $q.bind(&$job.id)
+            .bind(&$job.kind)
+            .bind(&$job.org_id)
+            .bind(Json(&$job.payload))
+            .bind($job.max_attempts)
+            .bind(&$job.run_at)
+            .bind(&$job.dedupe_key)
+            .bind($now)
+    };
+}
+
+mod hooks;
 mod jobs;
+pub use hooks::{AttemptRecord, Delivery, EventQuery, EventRow, NewDelivery, NewEvent};
 pub use jobs::{ClaimedJob, NewJob};
 
 /// One embedded migration.
@@ -152,6 +168,7 @@ pub enum Table {
     Objects,
     Tasks,
     Uploads,
+    Webhooks,
 }
 
 impl Table {
@@ -162,6 +179,7 @@ impl Table {
             Table::Objects => "objects",
             Table::Tasks => "tasks",
             Table::Uploads => "uploads",
+            Table::Webhooks => "webhooks",
         }
     }
 }
@@ -481,7 +499,7 @@ impl Store {
         binds.push(SqlValue::Text(ident.to_string()));
         let n = binds.len();
         match table {
-            Table::Namespaces | Table::Buckets => {
+            Table::Namespaces | Table::Buckets | Table::Webhooks => {
                 sql.push_str(&format!(" AND (id = ${n} OR name = ${n})"));
             }
             Table::Objects => sql.push_str(&format!(" AND id = ${n} AND deleted_at IS NULL")),

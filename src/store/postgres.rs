@@ -28,5 +28,10 @@ pub(super) fn migrator() -> Migrator {
         migration(2, "jobs", include_str!("../../migrations/postgres/0002_jobs.sql")),
         migration(3, "uploads", include_str!("../../migrations/postgres/0003_uploads.sql")),
         migration(4, "job leases", include_str!("../../migrations/postgres/0004_job_leases.sql")),
+        migration(
+            5,
+            "events and webhooks",
+            include_str!("../../migrations/postgres/0005_events_webhooks.sql"),
+        ),
     ])
 }

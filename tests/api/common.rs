@@ -76,7 +76,19 @@ pub async fn start_with(backend: Backend, limits: Limits) -> Option<TestServer> 
 pub async fn start_allowing(backend: Backend, allow: &str) -> Option<TestServer> {
     let allow = sluice::fetch::FetchPolicy::parse_allow_list(allow).expect("allow list");
     let fetch = sluice::fetch::FetchPolicy { allow, ..Default::default() };
-    start_full(backend, Limits::default(), 2, fetch).await
+    start_full(backend, Limits::default(), 2, fetch, Default::default()).await
+}
+
+/// Starts a server whose fetches and webhooks may reach `allow` (CIDRs), with these webhook
+/// settings (short retry delays, for tests).
+pub async fn start_hooks(
+    backend: Backend,
+    allow: &str,
+    webhooks: sluice::config::WebhookSettings,
+) -> Option<TestServer> {
+    let allow = sluice::fetch::FetchPolicy::parse_allow_list(allow).expect("allow list");
+    let fetch = sluice::fetch::FetchPolicy { allow, ..Default::default() };
+    start_full(backend, Limits::default(), 2, fetch, webhooks).await
 }
 
 /// Starts a SQLite server whose blobs live at `storage_url`, configured by `storage_env`, and
@@ -106,13 +118,15 @@ pub async fn start_on_storage(
         fetch,
         sluice_signs_urls: false,
         storage_env,
+        webhooks: Default::default(),
     };
     launch(config, dir, None).await
 }
 
 /// Starts a server with `workers` job workers (0 leaves every job queued).
 pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> Option<TestServer> {
-    start_full(backend, limits, workers, sluice::fetch::FetchPolicy::default()).await
+    let fetch = sluice::fetch::FetchPolicy::default();
+    start_full(backend, limits, workers, fetch, Default::default()).await
 }
 
 async fn start_full(
@@ -120,6 +134,7 @@ async fn start_full(
     limits: Limits,
     workers: usize,
     fetch: sluice::fetch::FetchPolicy,
+    webhooks: sluice::config::WebhookSettings,
 ) -> Option<TestServer> {
     // SLUICE_TEST_LOG=debug shows the servers' logs with a failing test's output.
     if let Ok(filter) = std::env::var("SLUICE_TEST_LOG") {
@@ -148,6 +163,7 @@ async fn start_full(
         fetch,
         sluice_signs_urls: false,
         storage_env: Vec::new(),
+        webhooks,
     };
     Some(launch(config, dir, postgres).await)
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod buckets;
 mod errors;
+mod events;
 mod mirror;
 mod namespaces;
 mod objects;
@@ -15,3 +16,4 @@ mod storage_classes;
 mod tasks;
 mod tenancy;
 mod uploads;
+mod webhooks;

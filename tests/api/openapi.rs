@@ -22,6 +22,8 @@ async fn document_matches_the_router() {
             .replace("{object_identifier}", "objx")
             .replace("{task_id}", "taskx")
             .replace("{upload_id}", "uplx")
+            .replace("{identifier}", "whx")
+            .replace("{delivery_id}", "dlvx")
             .replace("{key}", "a/b");
         assert!(!concrete.contains('{'), "unmapped parameter in {path}");
         for method in item.as_object().unwrap().keys() {

@@ -1,12 +1,14 @@
 //! Route handlers, one module per resource.
 
 pub mod buckets;
+pub mod events;
 pub mod files;
 pub mod health;
 pub mod namespaces;
 pub mod objects;
 pub mod tasks;
 pub mod uploads;
+pub mod webhooks;
 
 use std::sync::Arc;
 
