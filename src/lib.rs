@@ -120,7 +120,9 @@ pub async fn run(
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     let state = AppState::open(&config, &public_url).await?;
     announce_bootstrap(&state.store, config.bootstrap_api_key.as_deref()).await?;
-    if let Err(e) = service::events::schedule_sweep(&state, Duration::ZERO).await {
+    // The first sweep waits a few minutes, so that it never goes ahead of work queued before
+    // this start.
+    if let Err(e) = service::events::schedule_sweep(&state, Duration::from_secs(300)).await {
         tracing::warn!(error = %e, "could not schedule the event sweeper; it is tried at the next start");
     }
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);

@@ -130,3 +130,29 @@ async fn feed_filters_and_cursors(s: &TestServer) {
     assert!(page["next_cursor"].is_null());
 }
 both_backends!(feed_filters_and_cursors);
+
+/// The sweeper deletes events past their retention and schedules its next run.
+async fn sweeper_forgets_old_events(s: &TestServer) {
+    let ns = s.namespace("swept").await;
+    let bucket = s.bucket(&ns, "b", json!({"properties": {"t": {"type": "string"}}})).await;
+    s.post(&format!("/v1/buckets/{bucket}/objects"), Some(&ns), json!({"t": "old"})).await;
+    settled_feed(s, 1).await;
+
+    let mut config = s.config.clone();
+    config.webhooks.retention = Duration::ZERO;
+    let state = sluice::AppState::open(&config, &s.base).await.unwrap();
+    let job = sluice::store::ClaimedJob {
+        id: "job_sweep".into(),
+        kind: "events.sweep".into(),
+        org_id: String::new(),
+        payload: json!({}),
+        attempts: 1,
+        max_attempts: 5,
+    };
+    sluice::service::events::run_sweep(&state, &job).await.unwrap();
+    state.store.close().await;
+
+    let (_, feed) = s.get("/v1/events", None).await;
+    assert_eq!(feed["results"], json!([]), "{feed}");
+}
+both_backends!(sweeper_forgets_old_events);
