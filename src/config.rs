@@ -97,6 +97,19 @@ pub struct ServeArgs {
     /// Most connections the metadata store pool opens.
     #[arg(long, env = "SLUICE_DB_MAX_CONNECTIONS", default_value = "32")]
     pub db_max_connections: String,
+
+    /// How many objects of a batch one processing job takes on; the jobs of one batch may run
+    /// on different workers and processes.
+    #[arg(long, env = "SLUICE_BATCH_SLICE_SIZE", default_value = "500")]
+    pub batch_slice_size: String,
+
+    /// How many objects one processing job works on at once.
+    #[arg(long, env = "SLUICE_BATCH_CONCURRENCY", default_value = "8")]
+    pub batch_concurrency: String,
+
+    /// How long a draft batch may wait for its submit before it is canceled, in seconds.
+    #[arg(long, env = "SLUICE_BATCH_DRAFT_TTL_SECONDS", default_value = "86400")]
+    pub batch_draft_ttl_seconds: String,
 }
 
 /// A setting that could not be used, naming the variable it came from.
@@ -159,6 +172,23 @@ impl Default for Limits {
     }
 }
 
+/// How batches are processed.
+#[derive(Debug, Clone)]
+pub struct ProcessingSettings {
+    /// Objects per processing job.
+    pub slice_size: i64,
+    /// Objects one job works on at once.
+    pub concurrency: usize,
+    /// How long a draft batch lives unsubmitted.
+    pub draft_ttl: std::time::Duration,
+}
+
+impl Default for ProcessingSettings {
+    fn default() -> Self {
+        Self { slice_size: 500, concurrency: 8, draft_ttl: std::time::Duration::from_secs(86_400) }
+    }
+}
+
 /// Where metadata lives and how to log: what every subcommand needs.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -186,6 +216,8 @@ pub struct Config {
     /// Settings of the blob store that override the process environment (credentials and
     /// endpoints, as the `AWS_*`, `GOOGLE_*` and `AZURE_*` variables name them).
     pub storage_env: Vec<(String, String)>,
+    /// How batches are processed.
+    pub processing: ProcessingSettings,
 }
 
 impl CommonArgs {
@@ -311,7 +343,16 @@ impl ServeArgs {
                 ));
             }
         };
+        let processing = ProcessingSettings {
+            slice_size: parse_number("SLUICE_BATCH_SLICE_SIZE", &self.batch_slice_size)?,
+            concurrency: parse_number("SLUICE_BATCH_CONCURRENCY", &self.batch_concurrency)?,
+            draft_ttl: std::time::Duration::from_secs(parse_number(
+                "SLUICE_BATCH_DRAFT_TTL_SECONDS",
+                &self.batch_draft_ttl_seconds,
+            )?),
+        };
         Ok(Config {
+            processing,
             storage_env: Vec::new(),
             sluice_signs_urls,
             fetch,

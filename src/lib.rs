@@ -15,6 +15,7 @@ pub mod api;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod fetch;
 pub mod jobs;
 pub mod model;
@@ -61,6 +62,10 @@ pub struct AppState {
     pub bucket_cache: TtlCache<(String, String), Arc<serde_json::Value>>,
     /// Parsed bucket schemas by bucket and version.
     pub schema_cache: TtlCache<String, Arc<model::schema::BucketSchema>>,
+    /// How batches are processed.
+    pub processing: config::ProcessingSettings,
+    /// What feature extractors may use: tools found on this machine, an embedding service.
+    pub extract: extract::Context,
 }
 
 /// An error that stops the server from starting.
@@ -104,6 +109,8 @@ pub async fn run(
         namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         schema_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
+        processing: config.processing.clone(),
+        extract: extract::Context::detect(None),
     });
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let workers = match config.role {

@@ -5,7 +5,10 @@
 //! worker runs the job again. Every job is therefore written to be idempotent. A failed attempt
 //! is retried with exponential backoff until the job's attempts are used up.
 //!
-//! Workers wake at once for jobs enqueued in their own process and poll for the others'.
+//! Workers wake at once for jobs enqueued in their own process. On PostgreSQL every insert into
+//! the queue also sends a notification that wakes the idle workers of every other process; on
+//! SQLite, which is one process's store, and whenever the notification connection is down,
+//! workers poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +49,14 @@ pub enum JobKind {
     BlobMirror,
     /// Deletes a namespace whose time to live has run out.
     NamespaceExpire,
+    /// Processes one slice of a submitted batch's objects.
+    BatchProcess,
+    /// Cancels a draft batch that was never submitted.
+    BatchExpireDraft,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 9] = [
         Self::NamespaceDelete,
         Self::BucketDelete,
         Self::BucketRetier,
@@ -57,6 +64,8 @@ impl JobKind {
         Self::UploadExpire,
         Self::BlobMirror,
         Self::NamespaceExpire,
+        Self::BatchProcess,
+        Self::BatchExpireDraft,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +77,8 @@ impl JobKind {
             Self::UploadExpire => "upload.expire",
             Self::BlobMirror => "blob.mirror",
             Self::NamespaceExpire => "namespace.expire",
+            Self::BatchProcess => "batch.process",
+            Self::BatchExpireDraft => "batch.expire_draft",
         }
     }
 
@@ -140,7 +151,17 @@ async fn enqueue_job(
 /// with its lease, and another process (or this one, after a restart) runs it again.
 pub async fn run_workers(state: Arc<AppState>, count: usize, shutdown: watch::Receiver<bool>) {
     let owner = new_id("worker_", 12);
-    let mut handles = Vec::with_capacity(count);
+    let mut handles = Vec::with_capacity(count + 1);
+    if count > 0 && state.store.can_listen() {
+        let state = state.clone();
+        let mut shutdown = shutdown.clone();
+        handles.push(tokio::spawn(async move {
+            tokio::select! {
+                () = listen(&state) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        }));
+    }
     for n in 0..count {
         let state = state.clone();
         let mut shutdown = shutdown.clone();
@@ -154,6 +175,26 @@ pub async fn run_workers(state: Arc<AppState>, count: usize, shutdown: watch::Re
     }
     for handle in handles {
         handle.await.ok();
+    }
+}
+
+/// Wakes this process's idle workers whenever any process adds a job; reconnects after a
+/// lost connection, while the workers poll.
+async fn listen(state: &AppState) {
+    loop {
+        match state.store.job_notifications().await {
+            Ok(mut listener) => loop {
+                match listener.recv().await {
+                    Ok(_) => state.job_signal.notify.notify_waiters(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the job notification connection");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "could not listen for job notifications"),
+        }
+        tokio::time::sleep(POLL * 10).await;
     }
 }
 
@@ -203,6 +244,10 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
         Some(JobKind::UploadExpire) => crate::service::uploads::run_expiry(state, job).await,
         Some(JobKind::BlobMirror) => crate::service::mirror::run(state, job).await,
         Some(JobKind::NamespaceExpire) => crate::service::namespaces::run_expiry(state, job).await,
+        Some(JobKind::BatchProcess) => crate::service::processing::run_slice(state, job).await,
+        Some(JobKind::BatchExpireDraft) => {
+            crate::service::batches::run_draft_expiry(state, job).await
+        }
         None => Err(Error::Internal(format!("unknown job kind {}", job.kind))),
     }
 }
@@ -226,7 +271,7 @@ async fn settle(state: &AppState, owner: &str, job: &ClaimedJob, outcome: Result
         Err(e) if job.attempts < job.max_attempts => {
             let delay = backoff(job.attempts);
             tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "job attempt failed");
-            ("queued", Some(e.to_string()), later(delay))
+            ("queued", Some(e.to_string()), after(delay))
         }
         Err(e) => {
             tracing::error!(error = %e, "job failed for good");
@@ -250,10 +295,11 @@ fn backoff(attempts: i32) -> Duration {
 }
 
 fn lease_until() -> String {
-    later(LEASE)
+    after(LEASE)
 }
 
-fn later(delay: Duration) -> String {
+/// The time `delay` from now, written as [`now`] writes times.
+pub fn after(delay: Duration) -> String {
     let delay = time::Duration::try_from(delay).unwrap_or(time::Duration::ZERO);
     format_time(time::OffsetDateTime::now_utc() + delay)
 }

@@ -183,6 +183,25 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this store can notify workers of new jobs (PostgreSQL's `LISTEN`).
+    pub fn can_listen(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    /// A connection that receives a notification for every job added, by any process.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the store is not PostgreSQL or the connection fails.
+    pub async fn job_notifications(&self) -> StoreResult<sqlx::postgres::PgListener> {
+        let Db::Postgres(pool) = &self.db else {
+            return Err(sqlx::Error::Protocol("only PostgreSQL sends notifications".into()).into());
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen("sluice_jobs").await?;
+        Ok(listener)
+    }
+
     /// Counts jobs by status, for health and tests.
     ///
     /// # Errors

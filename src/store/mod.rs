@@ -128,7 +128,12 @@ macro_rules! bind_objects {
     }};
 }
 
+mod batches;
 mod jobs;
+pub use batches::{
+    FailedItem, ITEM_CANCELED, ITEM_DONE, ITEM_FAILED, ITEM_PENDING, ITEM_SKIPPED, ItemCounts,
+    ItemOutcome, NewDocument,
+};
 pub use jobs::{ClaimedJob, NewJob};
 
 /// One embedded migration.
@@ -152,6 +157,9 @@ pub enum Table {
     Objects,
     Tasks,
     Uploads,
+    Batches,
+    Collections,
+    Documents,
 }
 
 impl Table {
@@ -162,6 +170,9 @@ impl Table {
             Table::Objects => "objects",
             Table::Tasks => "tasks",
             Table::Uploads => "uploads",
+            Table::Batches => "batches",
+            Table::Collections => "collections",
+            Table::Documents => "documents",
         }
     }
 }
@@ -173,19 +184,34 @@ pub struct Scope<'a> {
     pub org_id: &'a str,
     pub namespace_id: Option<&'a str>,
     pub bucket_id: Option<&'a str>,
+    pub collection_id: Option<&'a str>,
 }
 
 impl<'a> Scope<'a> {
     pub fn org(org_id: &'a str) -> Self {
-        Self { org_id, namespace_id: None, bucket_id: None }
+        Self { org_id, namespace_id: None, bucket_id: None, collection_id: None }
     }
 
     pub fn namespace(org_id: &'a str, namespace_id: &'a str) -> Self {
-        Self { org_id, namespace_id: Some(namespace_id), bucket_id: None }
+        Self { org_id, namespace_id: Some(namespace_id), bucket_id: None, collection_id: None }
     }
 
     pub fn bucket(org_id: &'a str, namespace_id: &'a str, bucket_id: &'a str) -> Self {
-        Self { org_id, namespace_id: Some(namespace_id), bucket_id: Some(bucket_id) }
+        Self {
+            org_id,
+            namespace_id: Some(namespace_id),
+            bucket_id: Some(bucket_id),
+            collection_id: None,
+        }
+    }
+
+    pub fn collection(org_id: &'a str, namespace_id: &'a str, collection_id: &'a str) -> Self {
+        Self {
+            org_id,
+            namespace_id: Some(namespace_id),
+            bucket_id: None,
+            collection_id: Some(collection_id),
+        }
     }
 }
 
@@ -481,11 +507,13 @@ impl Store {
         binds.push(SqlValue::Text(ident.to_string()));
         let n = binds.len();
         match table {
-            Table::Namespaces | Table::Buckets => {
+            Table::Namespaces | Table::Buckets | Table::Collections => {
                 sql.push_str(&format!(" AND (id = ${n} OR name = ${n})"));
             }
             Table::Objects => sql.push_str(&format!(" AND id = ${n} AND deleted_at IS NULL")),
-            Table::Tasks | Table::Uploads => sql.push_str(&format!(" AND id = ${n}")),
+            Table::Tasks | Table::Uploads | Table::Batches | Table::Documents => {
+                sql.push_str(&format!(" AND id = ${n}"))
+            }
         }
         sql.push_str(" ORDER BY seq LIMIT 1");
         Ok(self.fetch_rows(sql, binds).await?.into_iter().next())
@@ -1191,6 +1219,10 @@ fn push_scope(sql: &mut String, binds: &mut Vec<SqlValue>, scope: Scope<'_>) {
     if let Some(bucket) = scope.bucket_id {
         binds.push(SqlValue::Text(bucket.to_string()));
         sql.push_str(&format!(" AND bucket_id = ${}", binds.len()));
+    }
+    if let Some(collection) = scope.collection_id {
+        binds.push(SqlValue::Text(collection.to_string()));
+        sql.push_str(&format!(" AND collection_id = ${}", binds.len()));
     }
 }
 

@@ -34,5 +34,6 @@ pub(super) fn migrator() -> Migrator {
         migration(2, "jobs", include_str!("../../migrations/sqlite/0002_jobs.sql")),
         migration(3, "uploads", include_str!("../../migrations/sqlite/0003_uploads.sql")),
         migration(4, "job leases", include_str!("../../migrations/sqlite/0004_job_leases.sql")),
+        migration(6, "batches", include_str!("../../migrations/sqlite/0006_batches.sql")),
     ])
 }

@@ -106,6 +106,7 @@ pub async fn start_on_storage(
         fetch,
         sluice_signs_urls: false,
         storage_env,
+        processing: sluice::config::ProcessingSettings::default(),
     };
     launch(config, dir, None).await
 }
@@ -148,6 +149,7 @@ async fn start_full(
         fetch,
         sluice_signs_urls: false,
         storage_env: Vec::new(),
+        processing: sluice::config::ProcessingSettings::default(),
     };
     Some(launch(config, dir, postgres).await)
 }
