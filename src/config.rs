@@ -110,6 +110,11 @@ pub struct ServeArgs {
     /// How long a draft batch may wait for its submit before it is canceled, in seconds.
     #[arg(long, env = "SLUICE_BATCH_DRAFT_TTL_SECONDS", default_value = "86400")]
     pub batch_draft_ttl_seconds: String,
+
+    /// How long a worker's claim on a job lasts without renewal, in seconds; a dead worker's
+    /// jobs are taken over after this long.
+    #[arg(long, env = "SLUICE_JOB_LEASE_SECONDS", default_value = "30")]
+    pub job_lease_seconds: String,
 }
 
 /// A setting that could not be used, naming the variable it came from.
@@ -181,11 +186,19 @@ pub struct ProcessingSettings {
     pub concurrency: usize,
     /// How long a draft batch lives unsubmitted.
     pub draft_ttl: std::time::Duration,
+    /// How long a worker's claim on a job lasts without renewal: after a worker dies, its
+    /// jobs wait this long before another worker takes them over.
+    pub job_lease: std::time::Duration,
 }
 
 impl Default for ProcessingSettings {
     fn default() -> Self {
-        Self { slice_size: 500, concurrency: 8, draft_ttl: std::time::Duration::from_secs(86_400) }
+        Self {
+            slice_size: 500,
+            concurrency: 8,
+            draft_ttl: std::time::Duration::from_secs(86_400),
+            job_lease: std::time::Duration::from_secs(30),
+        }
     }
 }
 
@@ -349,6 +362,10 @@ impl ServeArgs {
             draft_ttl: std::time::Duration::from_secs(parse_number(
                 "SLUICE_BATCH_DRAFT_TTL_SECONDS",
                 &self.batch_draft_ttl_seconds,
+            )?),
+            job_lease: std::time::Duration::from_secs(parse_number(
+                "SLUICE_JOB_LEASE_SECONDS",
+                &self.job_lease_seconds,
             )?),
         };
         Ok(Config {

@@ -22,10 +22,6 @@ use crate::error::{Error, Result};
 use crate::model::{format_time, new_id, now};
 use crate::store::{ClaimedJob, NewJob};
 
-/// How long a claim lasts without renewal.
-const LEASE: Duration = Duration::from_secs(30);
-/// How often a running job renews its lease.
-const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How often an idle worker looks for jobs enqueued by other processes.
 const POLL: Duration = Duration::from_millis(500);
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`].
@@ -200,7 +196,7 @@ async fn listen(state: &AppState) {
 
 async fn worker(state: &AppState, owner: &str) {
     loop {
-        let claimed = state.store.claim_job(owner, &lease_until(), &now()).await;
+        let claimed = state.store.claim_job(owner, &lease_until(state), &now()).await;
         match claimed {
             Ok(Some(job)) => run_claimed(state, owner, job).await,
             Ok(None) => {
@@ -255,8 +251,9 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
 /// Renews the lease until it is lost; never returns while the lease holds.
 async fn keep_lease(state: &AppState, id: &str, owner: &str) {
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
-        match state.store.extend_job_lease(id, owner, &lease_until()).await {
+        // Renewed three times per lease, so that one slow renewal does not lose it.
+        tokio::time::sleep(state.processing.job_lease / 3).await;
+        match state.store.extend_job_lease(id, owner, &lease_until(state)).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => tracing::warn!(error = %e, "could not renew a job lease"),
@@ -294,8 +291,8 @@ fn backoff(attempts: i32) -> Duration {
     FIRST_BACKOFF.saturating_mul(2u32.saturating_pow(exponent)).min(MAX_BACKOFF)
 }
 
-fn lease_until() -> String {
-    after(LEASE)
+fn lease_until(state: &AppState) -> String {
+    after(state.processing.job_lease)
 }
 
 /// The time `delay` from now, written as [`now`] writes times.

@@ -91,9 +91,10 @@ impl Store {
         lease_until: &str,
         now: &str,
     ) -> StoreResult<Option<ClaimedJob>> {
+        let lane = self.bookkeeping();
         let mut row: Option<ClaimedRow> = None;
         for which in CLAIMABLE {
-            row = match &self.db {
+            row = match &lane.db {
                 Db::Postgres(pool) => {
                     sqlx::query_as(AssertSqlSafe(claim_sql(which, true)))
                         .bind(owner)
@@ -141,7 +142,8 @@ impl Store {
     ) -> StoreResult<bool> {
         let sql = "UPDATE jobs SET lease_until = $1 \
                    WHERE id = $2 AND lease_owner = $3 AND status = 'running'";
-        let done = with_pool!(self, pool => sqlx::query(sql)
+        let lane = self.bookkeeping();
+        let done = with_pool!(lane, pool => sqlx::query(sql)
             .bind(lease_until)
             .bind(id)
             .bind(owner)
@@ -170,7 +172,8 @@ impl Store {
                    lease_until = NULL, updated_at = $4, \
                    dedupe_key = CASE WHEN $1 = 'queued' THEN dedupe_key ELSE NULL END \
                    WHERE id = $5 AND lease_owner = $6";
-        with_pool!(self, pool => sqlx::query(sql)
+        let lane = self.bookkeeping();
+        with_pool!(lane, pool => sqlx::query(sql)
             .bind(status)
             .bind(error)
             .bind(run_at)

@@ -289,6 +289,10 @@ pub struct ObjectStats {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// On PostgreSQL, a few connections whose commits do not wait for the disk, for the job
+    /// queue's claims, lease renewals and outcomes. Losing the last of those in a crash is
+    /// harmless: the job is claimed again and, being idempotent, runs again to the same end.
+    bookkeeping: Option<PgPool>,
 }
 
 impl Store {
@@ -298,12 +302,13 @@ impl Store {
     ///
     /// Fails when the database cannot be reached or a migration fails.
     pub async fn open(config: &StoreConfig) -> StoreResult<Store> {
-        let db = if config.database_url.starts_with("sqlite:") {
-            Db::Sqlite(sqlite::connect(config).await?)
+        let (db, bookkeeping) = if config.database_url.starts_with("sqlite:") {
+            (Db::Sqlite(sqlite::connect(config).await?), None)
         } else {
-            Db::Postgres(postgres::connect(config).await?)
+            let pool = postgres::connect(config).await?;
+            (Db::Postgres(pool), Some(postgres::connect_bookkeeping(config).await?))
         };
-        let store = Store { db };
+        let store = Store { db, bookkeeping };
         store.migrate().await?;
         Ok(store)
     }
@@ -350,6 +355,17 @@ impl Store {
     /// Closes every pooled connection.
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
+        if let Some(pool) = &self.bookkeeping {
+            pool.close().await;
+        }
+    }
+
+    /// The store to write job bookkeeping through: the no-wait pool where there is one.
+    fn bookkeeping(&self) -> Store {
+        match &self.bookkeeping {
+            Some(pool) => Store { db: Db::Postgres(pool.clone()), bookkeeping: None },
+            None => self.clone(),
+        }
     }
 
     // Organizations and API keys.
