@@ -523,6 +523,7 @@ print_machine() {
         "$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)" "$(uname -sr)"
     printf 'background load before the run: %s of %s cores busy\n' "$BENCH_BUSY_BEFORE" "$cpus"
     printf 'date: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    [[ -n ${SLUICE_BIN:-} ]] || return 0
     printf 'binary: %s, release build of %s\n' "$("$SLUICE_BIN" --version)" \
         "${SLUICE_BUILT_FROM:-unknown source (SLUICE_BIN given; set SLUICE_BUILT_FROM to say)}"
 }

@@ -119,6 +119,23 @@ pub struct ServeArgs {
     /// How many days the change feed and the webhook delivery log are kept.
     #[arg(long, env = "SLUICE_EVENT_RETENTION_DAYS", default_value = "90")]
     pub event_retention_days: String,
+    /// How many objects of a batch one processing job takes on; the jobs of one batch may run
+    /// on different workers and processes.
+    #[arg(long, env = "SLUICE_BATCH_SLICE_SIZE", default_value = "500")]
+    pub batch_slice_size: String,
+
+    /// How many objects one processing job works on at once.
+    #[arg(long, env = "SLUICE_BATCH_CONCURRENCY", default_value = "8")]
+    pub batch_concurrency: String,
+
+    /// How long a draft batch may wait for its submit before it is canceled, in seconds.
+    #[arg(long, env = "SLUICE_BATCH_DRAFT_TTL_SECONDS", default_value = "86400")]
+    pub batch_draft_ttl_seconds: String,
+
+    /// How long a worker's claim on a job lasts without renewal, in seconds; a dead worker's
+    /// jobs are taken over after this long.
+    #[arg(long, env = "SLUICE_JOB_LEASE_SECONDS", default_value = "30")]
+    pub job_lease_seconds: String,
 }
 
 /// A setting that could not be used, naming the variable it came from.
@@ -210,6 +227,31 @@ impl Default for WebhookSettings {
     }
 }
 
+/// How batches are processed.
+#[derive(Debug, Clone)]
+pub struct ProcessingSettings {
+    /// Objects per processing job.
+    pub slice_size: i64,
+    /// Objects one job works on at once.
+    pub concurrency: usize,
+    /// How long a draft batch lives unsubmitted.
+    pub draft_ttl: std::time::Duration,
+    /// How long a worker's claim on a job lasts without renewal: after a worker dies, its
+    /// jobs wait this long before another worker takes them over.
+    pub job_lease: std::time::Duration,
+}
+
+impl Default for ProcessingSettings {
+    fn default() -> Self {
+        Self {
+            slice_size: 500,
+            concurrency: 8,
+            draft_ttl: std::time::Duration::from_secs(86_400),
+            job_lease: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// Where metadata lives and how to log: what every subcommand needs.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -239,6 +281,8 @@ pub struct Config {
     pub storage_env: Vec<(String, String)>,
     /// Webhook delivery and event retention.
     pub webhooks: WebhookSettings,
+    /// How batches are processed.
+    pub processing: ProcessingSettings,
 }
 
 impl CommonArgs {
@@ -378,8 +422,21 @@ impl ServeArgs {
             pause_after: parse_number("SLUICE_WEBHOOK_PAUSE_AFTER", &self.webhook_pause_after)?,
             retention: std::time::Duration::from_secs(days.saturating_mul(86_400)),
         };
+        let processing = ProcessingSettings {
+            slice_size: parse_number("SLUICE_BATCH_SLICE_SIZE", &self.batch_slice_size)?,
+            concurrency: parse_number("SLUICE_BATCH_CONCURRENCY", &self.batch_concurrency)?,
+            draft_ttl: std::time::Duration::from_secs(parse_number(
+                "SLUICE_BATCH_DRAFT_TTL_SECONDS",
+                &self.batch_draft_ttl_seconds,
+            )?),
+            job_lease: std::time::Duration::from_secs(parse_number(
+                "SLUICE_JOB_LEASE_SECONDS",
+                &self.job_lease_seconds,
+            )?),
+        };
         Ok(Config {
             webhooks,
+            processing,
             storage_env: Vec::new(),
             sluice_signs_urls,
             fetch,

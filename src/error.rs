@@ -19,6 +19,11 @@ pub enum Error {
     #[error("{}: {}", .0.field, .0.message)]
     Invalid(FieldError),
 
+    /// A field of the request names something that does not exist or cannot be used, with a
+    /// fine-grained code such as `feature_extractor_not_found`.
+    #[error("{field}: {message}")]
+    Unprocessable { code: &'static str, field: String, message: String },
+
     /// The request cannot be understood at all, or asks for something unsupported.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },

@@ -15,6 +15,7 @@ pub mod api;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod fetch;
 pub mod jobs;
 pub mod model;
@@ -63,6 +64,10 @@ pub struct AppState {
     pub schema_cache: TtlCache<String, Arc<model::schema::BucketSchema>>,
     /// Webhook settings, sealed secrets and the webhooks of each organization.
     pub hooks: service::webhooks::Hooks,
+    /// How batches are processed.
+    pub processing: config::ProcessingSettings,
+    /// What feature extractors may use: tools found on this machine, an embedding service.
+    pub extract: extract::Context,
 }
 
 /// An error that stops the server from starting.
@@ -101,6 +106,8 @@ impl AppState {
             bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
             schema_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
             hooks: service::webhooks::Hooks::new(config.webhooks.clone(), &config.master_key),
+            processing: config.processing.clone(),
+            extract: extract::Context::detect(None),
         }))
     }
 }

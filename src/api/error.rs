@@ -12,7 +12,7 @@ impl Error {
         match self {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
-            Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Invalid(_) | Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -44,6 +44,16 @@ impl Error {
                     "location": e.field.split('.').collect::<Vec<_>>(),
                     "message": e.message,
                 }], "field": e.field}),
+            ),
+            Error::Unprocessable { code, field, message } => (
+                "ValidationError",
+                code.to_string(),
+                format!("{field}: {message}"),
+                json!({"validation_errors": [{
+                    "type": "value_error",
+                    "location": field.split('.').collect::<Vec<_>>(),
+                    "message": message,
+                }], "field": field}),
             ),
             Error::BadRequest { code, message } => {
                 ("BadRequestError", code.to_string(), message.clone(), Value::Null)

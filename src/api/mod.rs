@@ -21,7 +21,10 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::Error;
-use handlers::{buckets, events, files, health, namespaces, objects, tasks, uploads, webhooks};
+use handlers::{
+    batches, buckets, collections, events, files, health, namespaces, objects, tasks, uploads,
+    webhooks,
+};
 
 /// Builds the router of the whole API.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -57,6 +60,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/buckets/{bucket}/uploads/confirm/batch", post(uploads::confirm_batch))
         .route("/buckets/{bucket}/uploads/{upload}", get(uploads::get).delete(uploads::delete))
         .route("/buckets/{bucket}/uploads/{upload}/confirm", post(uploads::confirm))
+        .route("/buckets/{bucket}/batches", post(batches::create))
+        .route("/buckets/{bucket}/batches/list", post(batches::list))
+        .route(
+            "/buckets/{bucket}/batches/{batch}",
+            get(batches::get).patch(batches::patch).delete(batches::delete),
+        )
+        .route("/buckets/{bucket}/batches/{batch}/objects", post(batches::add_objects))
+        .route("/buckets/{bucket}/batches/{batch}/submit", post(batches::submit))
+        .route("/buckets/{bucket}/batches/{batch}/cancel", post(batches::cancel))
+        .route("/buckets/{bucket}/batches/{batch}/retry", post(batches::retry))
+        .route("/batches/list", post(batches::list_all))
+        .route("/batches/{batch}", get(batches::get_by_id))
+        .route("/batches/{batch}/cancel", post(batches::cancel_by_id))
+        .route("/collections", get(collections::list_get))
+        .route("/collections/list", post(collections::list))
+        .route("/collections/features/extractors", get(collections::extractors))
+        .route("/collections/features/extractors/{extractor}", get(collections::extractor))
+        .route("/collections/{collection}", get(collections::get))
+        .route("/collections/{collection}/documents/list", post(collections::list_documents))
+        .route("/collections/{collection}/documents/count", get(collections::count_documents))
+        .route("/collections/{collection}/documents/{document}", get(collections::get_document))
         .route("/files/{*key}", get(files::get).put(files::put))
         .route("/tasks/list", post(tasks::list))
         .route("/tasks/{task}", get(tasks::get).delete(tasks::kill))

@@ -531,6 +531,12 @@ impl BlobStore {
         }
     }
 
+    /// The file the local blob `key` lives in, for readers that need a file rather than a
+    /// stream; `None` on the clouds.
+    pub fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.location(key).ok().and_then(|location| self.local_path(&location))
+    }
+
     /// The file a local blob lives in, when the key's parts need no encoding on disk (every key
     /// sluice makes); `None` on the clouds, or for a key whose file name `object_store` would
     /// encode.

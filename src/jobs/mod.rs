@@ -6,7 +6,10 @@
 //! is retried with exponential backoff until the job's attempts are used up. Each kind has a
 //! [`RetryPolicy`]: most use the engine's default, webhook deliveries their own.
 //!
-//! Workers wake at once for jobs enqueued in their own process and poll for the others'.
+//! Workers wake at once for jobs enqueued in their own process. On PostgreSQL every insert into
+//! the queue also sends a notification that wakes the idle workers of every other process; on
+//! SQLite, which is one process's store, and whenever the notification connection is down,
+//! workers poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +23,6 @@ use crate::error::{Error, Result};
 use crate::model::{format_time, new_id, now};
 use crate::store::{ClaimedJob, NewJob};
 
-/// How long a claim lasts without renewal.
-const LEASE: Duration = Duration::from_secs(30);
-/// How often a running job renews its lease.
-const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How often an idle worker looks for jobs enqueued by other processes.
 const POLL: Duration = Duration::from_millis(500);
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`].
@@ -51,6 +50,10 @@ pub enum JobKind {
     WebhookDeliver,
     /// Deletes events and delivery records past their retention, then schedules itself again.
     EventsSweep,
+    /// Processes one slice of a submitted batch's objects.
+    BatchProcess,
+    /// Cancels a draft batch that was never submitted.
+    BatchExpireDraft,
 }
 
 /// How often a job is tried and how long it waits between attempts.
@@ -76,7 +79,7 @@ impl RetryPolicy {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 9] = [
+    pub const ALL: [JobKind; 11] = [
         Self::NamespaceDelete,
         Self::BucketDelete,
         Self::BucketRetier,
@@ -86,6 +89,8 @@ impl JobKind {
         Self::NamespaceExpire,
         Self::WebhookDeliver,
         Self::EventsSweep,
+        Self::BatchProcess,
+        Self::BatchExpireDraft,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +104,8 @@ impl JobKind {
             Self::NamespaceExpire => "namespace.expire",
             Self::WebhookDeliver => "webhook.deliver",
             Self::EventsSweep => "events.sweep",
+            Self::BatchProcess => "batch.process",
+            Self::BatchExpireDraft => "batch.expire_draft",
         }
     }
 
@@ -221,7 +228,17 @@ pub fn wake(state: &AppState) {
 /// with its lease, and another process (or this one, after a restart) runs it again.
 pub async fn run_workers(state: Arc<AppState>, count: usize, shutdown: watch::Receiver<bool>) {
     let owner = new_id("worker_", 12);
-    let mut handles = Vec::with_capacity(count);
+    let mut handles = Vec::with_capacity(count + 1);
+    if count > 0 && state.store.can_listen() {
+        let state = state.clone();
+        let mut shutdown = shutdown.clone();
+        handles.push(tokio::spawn(async move {
+            tokio::select! {
+                () = listen(&state) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        }));
+    }
     for n in 0..count {
         let state = state.clone();
         let mut shutdown = shutdown.clone();
@@ -238,9 +255,29 @@ pub async fn run_workers(state: Arc<AppState>, count: usize, shutdown: watch::Re
     }
 }
 
+/// Wakes this process's idle workers whenever any process adds a job; reconnects after a
+/// lost connection, while the workers poll.
+async fn listen(state: &AppState) {
+    loop {
+        match state.store.job_notifications().await {
+            Ok(mut listener) => loop {
+                match listener.recv().await {
+                    Ok(_) => state.job_signal.notify.notify_waiters(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the job notification connection");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "could not listen for job notifications"),
+        }
+        tokio::time::sleep(POLL * 10).await;
+    }
+}
+
 async fn worker(state: &AppState, owner: &str) {
     loop {
-        let claimed = state.store.claim_job(owner, &lease_until(), &now()).await;
+        let claimed = state.store.claim_job(owner, &lease_until(state), &now()).await;
         match claimed {
             Ok(Some(job)) => run_claimed(state, owner, job).await,
             Ok(None) => {
@@ -286,6 +323,10 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
         Some(JobKind::NamespaceExpire) => crate::service::namespaces::run_expiry(state, job).await,
         Some(JobKind::WebhookDeliver) => crate::service::webhooks::run_delivery(state, job).await,
         Some(JobKind::EventsSweep) => crate::service::events::run_sweep(state, job).await,
+        Some(JobKind::BatchProcess) => crate::service::processing::run_slice(state, job).await,
+        Some(JobKind::BatchExpireDraft) => {
+            crate::service::batches::run_draft_expiry(state, job).await
+        }
         None => Err(Error::Internal(format!("unknown job kind {}", job.kind))),
     }
 }
@@ -293,8 +334,9 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
 /// Renews the lease until it is lost; never returns while the lease holds.
 async fn keep_lease(state: &AppState, id: &str, owner: &str) {
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
-        match state.store.extend_job_lease(id, owner, &lease_until()).await {
+        // Renewed three times per lease, so that one slow renewal does not lose it.
+        tokio::time::sleep(state.processing.job_lease / 3).await;
+        match state.store.extend_job_lease(id, owner, &lease_until(state)).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => tracing::warn!(error = %e, "could not renew a job lease"),
@@ -311,7 +353,7 @@ async fn settle(state: &AppState, owner: &str, job: &ClaimedJob, outcome: Result
                 JobKind::parse(&job.kind).map_or(RetryPolicy::DEFAULT, |k| k.retry_policy(state));
             let delay = policy.backoff(job.attempts);
             tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "job attempt failed");
-            ("queued", Some(e.to_string()), later(delay))
+            ("queued", Some(e.to_string()), after(delay))
         }
         Err(e) => {
             tracing::error!(error = %e, "job failed for good");
@@ -328,12 +370,12 @@ async fn settle(state: &AppState, owner: &str, job: &ClaimedJob, outcome: Result
     }
 }
 
-fn lease_until() -> String {
-    later(LEASE)
+fn lease_until(state: &AppState) -> String {
+    after(state.processing.job_lease)
 }
 
-/// The time `delay` from now, as [`now`] writes times.
-pub(crate) fn later(delay: Duration) -> String {
+/// The time `delay` from now, written as [`now`] writes times.
+pub fn after(delay: Duration) -> String {
     let delay = time::Duration::try_from(delay).unwrap_or(time::Duration::ZERO);
     format_time(time::OffsetDateTime::now_utc() + delay)
 }

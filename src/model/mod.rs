@@ -195,15 +195,18 @@ pub enum TaskType {
     /// Moving a bucket's stored blobs to a new storage class. The contract has no task type of
     /// its own for this; `materialize` is the generic one, and clients see the same value.
     Retier,
+    /// Processing a submitted batch.
+    BatchProcess,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 5] = [
+    pub const ALL: [TaskType; 6] = [
         Self::NamespaceDelete,
         Self::BucketDelete,
         Self::UploadConfirm,
         Self::UploadBatchConfirm,
         Self::Retier,
+        Self::BatchProcess,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -213,6 +216,7 @@ impl TaskType {
             Self::UploadConfirm => "api_buckets_uploads_confirm",
             Self::UploadBatchConfirm => "api_buckets_uploads_batch_confirm",
             Self::Retier => "materialize",
+            Self::BatchProcess => "api_buckets_batches_process",
         }
     }
 

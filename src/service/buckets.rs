@@ -386,6 +386,7 @@ pub async fn delete(state: &AppState, caller: &NamespacedCaller, ident: &str) ->
 
 /// Deletes the bucket row once its objects are gone; called by the deletion task.
 pub(crate) async fn remove(state: &AppState, bucket_id: &str) -> Result<()> {
+    state.store.delete_bucket_processing(bucket_id).await?;
     state.store.delete_bucket_row(bucket_id).await?;
     state.bucket_cache.clear();
     Ok(())

@@ -91,6 +91,7 @@ async fn mirror_object(
         org_id: &job.org_id,
         namespace_id: p["namespace_id"].as_str(),
         bucket_id: p["bucket_id"].as_str(),
+        collection_id: None,
     };
     let Some(row) = state.store.get(Table::Objects, scope, object_id).await? else {
         return Ok(());

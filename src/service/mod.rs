@@ -1,13 +1,16 @@
 //! The service layer: plain async functions over the store, the blob layer and the task
 //! runner. Validation, state changes and id generation happen here; HTTP does not.
 
+pub mod batches;
 pub mod buckets;
 pub mod cache;
+pub mod collections;
 pub mod events;
 pub mod keys;
 pub mod mirror;
 pub mod namespaces;
 pub mod objects;
+pub mod processing;
 pub mod tasks;
 pub mod uploads;
 pub mod webhooks;

@@ -148,6 +148,7 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateNamespace) -> 
         other => other.into(),
     })?;
     tracing::info!(namespace.id = %id, "namespace created");
+    crate::service::collections::ensure_for_namespace(state, &caller.org_id, &doc).await?;
     schedule_expiry(state, &caller.org_id, &doc).await?;
     with_counts(state, doc).await
 }
@@ -298,6 +299,7 @@ pub async fn patch(
 
     let name = doc["namespace_name"].as_str().unwrap_or_default().to_string();
     save(state, &id, &name, &doc).await?;
+    crate::service::collections::ensure_for_namespace(state, &caller.org_id, &doc).await?;
     // Scheduled only once the new expiry is stored, so that the job reads it.
     if doc["expires_at"] != old_expiry {
         schedule_expiry(state, &caller.org_id, &doc).await?;
@@ -404,6 +406,8 @@ async fn with_counts(state: &AppState, mut doc: Value) -> Result<Value> {
 pub(crate) async fn remove(state: &AppState, org_id: &str, namespace_id: &str) -> Result<()> {
     let scope = Scope::org(org_id);
     if state.store.get(Table::Namespaces, scope, namespace_id).await?.is_some() {
+        // Thumbnails that documents stored stay in the blob store; only their records go.
+        state.store.delete_namespace_processing(namespace_id).await?;
         state.store.delete_namespace_row(namespace_id).await?;
     }
     state.namespace_cache.clear();
@@ -475,6 +479,15 @@ fn feature_extractors(inputs: Vec<FeatureExtractorInput>) -> Result<Value> {
                 format!("feature_extractors[{i}].version"),
                 "expected 1 to 20 characters",
             ));
+        }
+        if let Err(message) =
+            crate::extract::check(&e.feature_extractor_name, &e.version, e.params.as_ref())
+        {
+            return Err(Error::Unprocessable {
+                code: "feature_extractor_not_found",
+                field: format!("feature_extractors.{i}"),
+                message,
+            });
         }
         let id = format!("{}_{}", e.feature_extractor_name, e.version);
         out.push(json!({

@@ -60,6 +60,26 @@ pub async fn create(
     Ok(task)
 }
 
+/// Sets a task's status, and its error when it failed.
+///
+/// # Errors
+///
+/// Fails on a store error.
+pub async fn set_status_of(
+    state: &AppState,
+    task_id: &str,
+    status: TaskStatus,
+    error: Option<&str>,
+) -> Result<()> {
+    let Some(org_id) = state.store.task_org(task_id).await? else {
+        return Ok(());
+    };
+    if let Some(row) = state.store.get(Table::Tasks, Scope::org(&org_id), task_id).await? {
+        set_status(state, row.doc, status, error).await?;
+    }
+    Ok(())
+}
+
 /// Queues the work of a task as a durable job.
 ///
 /// # Errors

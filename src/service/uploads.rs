@@ -558,7 +558,6 @@ pub async fn confirm(
     policy: Option<&str>,
     run_async: bool,
 ) -> Result<Value> {
-    refuse_auto_submit(req.auto_submit_batch)?;
     let (bucket, doc) = load(state, caller, bucket, id).await?;
     if run_async && doc["status"] == "PENDING" {
         let confirmations = vec![Confirm { upload_id: Some(id.to_string()), ..req }];
@@ -575,7 +574,44 @@ pub async fn confirm(
                          "message": "confirmation is running in the background"}));
     }
     let confirmed = confirm_doc(state, caller, &bucket, doc, &req, policy).await?;
+    let confirmed = if req.auto_submit_batch == Some(true) {
+        let mut submitted = submit_batch(state, caller, &bucket, vec![confirmed]).await?;
+        submitted.pop().unwrap_or_default()
+    } else {
+        confirmed
+    };
     Ok(confirm_response(&confirmed))
+}
+
+/// Creates and submits one batch holding the objects of confirmed uploads that have none yet,
+/// and records it on each upload, so that confirming again does not submit a second batch.
+async fn submit_batch(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &Value,
+    mut uploads: Vec<Value>,
+) -> Result<Vec<Value>> {
+    let object_ids: Vec<String> = uploads
+        .iter()
+        .filter(|u| u["batch_id"].is_null())
+        .filter_map(|u| u["object_id"].as_str().map(String::from))
+        .collect();
+    if object_ids.is_empty() {
+        return Ok(uploads);
+    }
+    let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default();
+    let batch =
+        crate::service::batches::create_submitted(state, caller, bucket_id, object_ids).await?;
+    for upload in uploads.iter_mut().filter(|u| u["batch_id"].is_null()) {
+        if upload["object_id"].is_null() {
+            continue;
+        }
+        upload["batch_id"] = batch["batch_id"].clone();
+        upload["task_id"] = batch["task_id"].clone();
+        let id = upload["upload_id"].as_str().unwrap_or_default().to_string();
+        state.store.update_doc(Table::Uploads, &id, None, upload).await?;
+    }
+    Ok(uploads)
 }
 
 /// Confirms up to [`MAX_BATCH`] uploads in a background task.
@@ -597,7 +633,6 @@ pub async fn confirm_batch(
         if c.upload_id.as_deref().is_none_or(str::is_empty) {
             return Err(Error::invalid(format!("confirmations[{i}].upload_id"), "required"));
         }
-        refuse_auto_submit(c.auto_submit_batch)?;
     }
     let bucket = buckets::resolve(state, caller, bucket).await?;
     let count = confirmations.len();
@@ -619,16 +654,6 @@ pub async fn confirm_batch(
     }))
 }
 
-fn refuse_auto_submit(auto_submit: Option<bool>) -> Result<()> {
-    if auto_submit == Some(true) {
-        return Err(Error::bad_request(
-            "processing_unavailable",
-            "auto_submit_batch needs batch processing, which this server does not offer yet",
-        ));
-    }
-    Ok(())
-}
-
 async fn start_confirm_task(
     state: &AppState,
     caller: &NamespacedCaller,
@@ -639,7 +664,10 @@ async fn start_confirm_task(
 ) -> Result<Value> {
     let items: Vec<Value> = confirmations
         .iter()
-        .map(|c| json!({"upload_id": c.upload_id, "etag": c.etag, "file_size_bytes": c.file_size_bytes}))
+        .map(|c| {
+            json!({"upload_id": c.upload_id, "etag": c.etag, "file_size_bytes": c.file_size_bytes,
+                   "auto_submit_batch": c.auto_submit_batch})
+        })
         .collect();
     let inputs = json!({
         "namespace_id": caller.namespace_id,
@@ -674,6 +702,7 @@ pub async fn run_confirm_task(state: &AppState, job: &ClaimedJob) -> Result<()> 
     let policy = inputs["policy"].as_str();
 
     let mut outputs = Vec::new();
+    let mut to_submit = Vec::new();
     let mut failures = 0;
     for item in inputs["confirmations"].as_array().into_iter().flatten() {
         let id = item["upload_id"].as_str().unwrap_or_default();
@@ -681,7 +710,7 @@ pub async fn run_confirm_task(state: &AppState, job: &ClaimedJob) -> Result<()> 
             upload_id: Some(id.to_string()),
             etag: item["etag"].as_str().map(String::from),
             file_size_bytes: item["file_size_bytes"].as_i64(),
-            auto_submit_batch: None,
+            auto_submit_batch: item["auto_submit_batch"].as_bool(),
         };
         let scope = Scope::bucket(org_id, &namespace_id, bucket_id);
         let outcome = match state.store.get(Table::Uploads, scope, id).await? {
@@ -689,6 +718,7 @@ pub async fn run_confirm_task(state: &AppState, job: &ClaimedJob) -> Result<()> 
             Some(row) => confirm_doc(state, &caller, &bucket, row.doc, &req, policy).await,
         };
         match outcome {
+            Ok(doc) if req.auto_submit_batch == Some(true) => to_submit.push(doc),
             Ok(doc) => outputs.push(confirm_response(&doc)),
             Err(Error::Store(e)) => return Err(Error::Store(e)),
             Err(e) => {
@@ -697,6 +727,9 @@ pub async fn run_confirm_task(state: &AppState, job: &ClaimedJob) -> Result<()> 
                     .push(json!({"upload_id": id, "status": "FAILED", "message": e.to_string()}));
             }
         }
+    }
+    for doc in submit_batch(state, &caller, &bucket, to_submit).await? {
+        outputs.push(confirm_response(&doc));
     }
     let mut task = task;
     task["outputs"] = Value::Array(outputs);
@@ -919,6 +952,8 @@ fn confirm_response(doc: &Value) -> Value {
         "verified_at": doc["verified_at"],
         "completed_at": doc["completed_at"],
         "object_id": doc["object_id"],
+        "batch_id": doc["batch_id"],
+        "task_id": doc["task_id"],
         "message": "upload confirmed",
     })
 }
@@ -935,6 +970,7 @@ pub async fn run_expiry(state: &AppState, job: &ClaimedJob) -> Result<()> {
         org_id: &job.org_id,
         namespace_id: payload["namespace_id"].as_str(),
         bucket_id: payload["bucket_id"].as_str(),
+        collection_id: None,
     };
     let id = payload["upload_id"].as_str().unwrap_or_default();
     let Some(row) = state.store.get(Table::Uploads, scope, id).await? else {

@@ -805,7 +805,7 @@ fn attempt_record(
         Some(_) if last => ("failed", None),
         Some(_) => {
             let delay = JobKind::WebhookDeliver.retry_policy(state).backoff(job.attempts);
-            ("pending", Some(jobs::later(delay)))
+            ("pending", Some(jobs::after(delay)))
         }
     };
     AttemptRecord {

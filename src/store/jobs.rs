@@ -84,9 +84,10 @@ impl Store {
         lease_until: &str,
         now: &str,
     ) -> StoreResult<Option<ClaimedJob>> {
+        let lane = self.bookkeeping();
         let mut row: Option<ClaimedRow> = None;
         for which in CLAIMABLE {
-            row = match &self.db {
+            row = match &lane.db {
                 Db::Postgres(pool) => {
                     sqlx::query_as(AssertSqlSafe(claim_sql(which, true)))
                         .bind(owner)
@@ -134,7 +135,8 @@ impl Store {
     ) -> StoreResult<bool> {
         let sql = "UPDATE jobs SET lease_until = $1 \
                    WHERE id = $2 AND lease_owner = $3 AND status = 'running'";
-        let done = with_pool!(self, pool => sqlx::query(sql)
+        let lane = self.bookkeeping();
+        let done = with_pool!(lane, pool => sqlx::query(sql)
             .bind(lease_until)
             .bind(id)
             .bind(owner)
@@ -163,7 +165,8 @@ impl Store {
                    lease_until = NULL, updated_at = $4, \
                    dedupe_key = CASE WHEN $1 = 'queued' THEN dedupe_key ELSE NULL END \
                    WHERE id = $5 AND lease_owner = $6";
-        with_pool!(self, pool => sqlx::query(sql)
+        let lane = self.bookkeeping();
+        with_pool!(lane, pool => sqlx::query(sql)
             .bind(status)
             .bind(error)
             .bind(run_at)
@@ -174,6 +177,25 @@ impl Store {
             .await
             .map(|_| ()))?;
         Ok(())
+    }
+
+    /// Whether this store can notify workers of new jobs (PostgreSQL's `LISTEN`).
+    pub fn can_listen(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    /// A connection that receives a notification for every job added, by any process.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the store is not PostgreSQL or the connection fails.
+    pub async fn job_notifications(&self) -> StoreResult<sqlx::postgres::PgListener> {
+        let Db::Postgres(pool) = &self.db else {
+            return Err(sqlx::Error::Protocol("only PostgreSQL sends notifications".into()).into());
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen("sluice_jobs").await?;
+        Ok(listener)
     }
 
     /// Counts jobs by status, for health and tests.

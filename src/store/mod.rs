@@ -142,8 +142,13 @@ macro_rules! bind_job {
     };
 }
 
+mod batches;
 mod hooks;
 mod jobs;
+pub use batches::{
+    FailedItem, ITEM_CANCELED, ITEM_DONE, ITEM_FAILED, ITEM_PENDING, ITEM_SKIPPED, ItemCounts,
+    ItemOutcome, NewDocument,
+};
 pub use hooks::{AttemptRecord, Delivery, EventQuery, EventRow, NewDelivery, NewEvent};
 pub use jobs::{ClaimedJob, NewJob};
 
@@ -169,6 +174,9 @@ pub enum Table {
     Tasks,
     Uploads,
     Webhooks,
+    Batches,
+    Collections,
+    Documents,
 }
 
 impl Table {
@@ -180,6 +188,9 @@ impl Table {
             Table::Tasks => "tasks",
             Table::Uploads => "uploads",
             Table::Webhooks => "webhooks",
+            Table::Batches => "batches",
+            Table::Collections => "collections",
+            Table::Documents => "documents",
         }
     }
 }
@@ -191,19 +202,34 @@ pub struct Scope<'a> {
     pub org_id: &'a str,
     pub namespace_id: Option<&'a str>,
     pub bucket_id: Option<&'a str>,
+    pub collection_id: Option<&'a str>,
 }
 
 impl<'a> Scope<'a> {
     pub fn org(org_id: &'a str) -> Self {
-        Self { org_id, namespace_id: None, bucket_id: None }
+        Self { org_id, namespace_id: None, bucket_id: None, collection_id: None }
     }
 
     pub fn namespace(org_id: &'a str, namespace_id: &'a str) -> Self {
-        Self { org_id, namespace_id: Some(namespace_id), bucket_id: None }
+        Self { org_id, namespace_id: Some(namespace_id), bucket_id: None, collection_id: None }
     }
 
     pub fn bucket(org_id: &'a str, namespace_id: &'a str, bucket_id: &'a str) -> Self {
-        Self { org_id, namespace_id: Some(namespace_id), bucket_id: Some(bucket_id) }
+        Self {
+            org_id,
+            namespace_id: Some(namespace_id),
+            bucket_id: Some(bucket_id),
+            collection_id: None,
+        }
+    }
+
+    pub fn collection(org_id: &'a str, namespace_id: &'a str, collection_id: &'a str) -> Self {
+        Self {
+            org_id,
+            namespace_id: Some(namespace_id),
+            bucket_id: None,
+            collection_id: Some(collection_id),
+        }
     }
 }
 
@@ -281,6 +307,10 @@ pub struct ObjectStats {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// On PostgreSQL, a few connections whose commits do not wait for the disk, for the job
+    /// queue's claims, lease renewals and outcomes. Losing the last of those in a crash is
+    /// harmless: the job is claimed again and, being idempotent, runs again to the same end.
+    bookkeeping: Option<PgPool>,
 }
 
 impl Store {
@@ -290,12 +320,13 @@ impl Store {
     ///
     /// Fails when the database cannot be reached or a migration fails.
     pub async fn open(config: &StoreConfig) -> StoreResult<Store> {
-        let db = if config.database_url.starts_with("sqlite:") {
-            Db::Sqlite(sqlite::connect(config).await?)
+        let (db, bookkeeping) = if config.database_url.starts_with("sqlite:") {
+            (Db::Sqlite(sqlite::connect(config).await?), None)
         } else {
-            Db::Postgres(postgres::connect(config).await?)
+            let pool = postgres::connect(config).await?;
+            (Db::Postgres(pool), Some(postgres::connect_bookkeeping(config).await?))
         };
-        let store = Store { db };
+        let store = Store { db, bookkeeping };
         store.migrate().await?;
         Ok(store)
     }
@@ -342,6 +373,17 @@ impl Store {
     /// Closes every pooled connection.
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
+        if let Some(pool) = &self.bookkeeping {
+            pool.close().await;
+        }
+    }
+
+    /// The store to write job bookkeeping through: the no-wait pool where there is one.
+    fn bookkeeping(&self) -> Store {
+        match &self.bookkeeping {
+            Some(pool) => Store { db: Db::Postgres(pool.clone()), bookkeeping: None },
+            None => self.clone(),
+        }
     }
 
     // Organizations and API keys.
@@ -499,11 +541,13 @@ impl Store {
         binds.push(SqlValue::Text(ident.to_string()));
         let n = binds.len();
         match table {
-            Table::Namespaces | Table::Buckets | Table::Webhooks => {
+            Table::Namespaces | Table::Buckets | Table::Webhooks | Table::Collections => {
                 sql.push_str(&format!(" AND (id = ${n} OR name = ${n})"));
             }
             Table::Objects => sql.push_str(&format!(" AND id = ${n} AND deleted_at IS NULL")),
-            Table::Tasks | Table::Uploads => sql.push_str(&format!(" AND id = ${n}")),
+            Table::Tasks | Table::Uploads | Table::Batches | Table::Documents => {
+                sql.push_str(&format!(" AND id = ${n}"))
+            }
         }
         sql.push_str(" ORDER BY seq LIMIT 1");
         Ok(self.fetch_rows(sql, binds).await?.into_iter().next())
@@ -1209,6 +1253,10 @@ fn push_scope(sql: &mut String, binds: &mut Vec<SqlValue>, scope: Scope<'_>) {
     if let Some(bucket) = scope.bucket_id {
         binds.push(SqlValue::Text(bucket.to_string()));
         sql.push_str(&format!(" AND bucket_id = ${}", binds.len()));
+    }
+    if let Some(collection) = scope.collection_id {
+        binds.push(SqlValue::Text(collection.to_string()));
+        sql.push_str(&format!(" AND collection_id = ${}", binds.len()));
     }
 }
 

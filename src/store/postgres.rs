@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::StoreResult;
 use super::migration;
@@ -22,6 +22,18 @@ pub(super) async fn connect(config: &StoreConfig) -> StoreResult<PgPool> {
     Ok(pool)
 }
 
+/// A small pool whose commits return before they reach the disk (`synchronous_commit=off`);
+/// only for writes that may be lost in a crash without harm.
+pub(super) async fn connect_bookkeeping(config: &StoreConfig) -> StoreResult<PgPool> {
+    let options: PgConnectOptions = config.database_url.parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections.clamp(1, 8))
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .connect_lazy_with(options.options([("synchronous_commit", "off")]));
+    Ok(pool)
+}
+
 pub(super) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -33,5 +45,6 @@ pub(super) fn migrator() -> Migrator {
             "events and webhooks",
             include_str!("../../migrations/postgres/0005_events_webhooks.sql"),
         ),
+        migration(6, "batches", include_str!("../../migrations/postgres/0006_batches.sql")),
     ])
 }

@@ -39,5 +39,6 @@ pub(super) fn migrator() -> Migrator {
             "events and webhooks",
             include_str!("../../migrations/sqlite/0005_events_webhooks.sql"),
         ),
+        migration(6, "batches", include_str!("../../migrations/sqlite/0006_batches.sql")),
     ])
 }

@@ -119,6 +119,7 @@ pub async fn start_on_storage(
         sluice_signs_urls: false,
         storage_env,
         webhooks: Default::default(),
+        processing: sluice::config::ProcessingSettings::default(),
     };
     launch(config, dir, None).await
 }
@@ -164,6 +165,7 @@ async fn start_full(
         sluice_signs_urls: false,
         storage_env: Vec::new(),
         webhooks,
+        processing: sluice::config::ProcessingSettings::default(),
     };
     Some(launch(config, dir, postgres).await)
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod batches;
 mod buckets;
 mod errors;
 mod events;

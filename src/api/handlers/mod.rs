@@ -1,6 +1,8 @@
 //! Route handlers, one module per resource.
 
+pub mod batches;
 pub mod buckets;
+pub mod collections;
 pub mod events;
 pub mod files;
 pub mod health;

@@ -1,0 +1,206 @@
+//! Crash drill: three sluice processes share one PostgreSQL database and process one batch;
+//! one of them is killed with SIGKILL in the middle. The batch must still complete, with every
+//! object's outcome and documents written exactly once and no job left leased.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+const KEY: &str = "sk_drill_bootstrap_key_0123456789";
+const OBJECTS: usize = 2000;
+
+struct Process {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(dir: &std::path::Path, database_url: &str, name: &str) -> Process {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SLUICE_") || key == "DATABASE_URL" {
+            command.env_remove(key);
+        }
+    }
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    command
+        .env("SLUICE_LOG", "warn")
+        .env("SLUICE_DATA_DIR", dir)
+        .env("DATABASE_URL", database_url)
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_BOOTSTRAP_API_KEY", KEY)
+        .env("SLUICE_WORKERS", "2")
+        .env("SLUICE_BATCH_SLICE_SIZE", "50")
+        .env("SLUICE_BATCH_CONCURRENCY", "2")
+        .env("SLUICE_JOB_LEASE_SECONDS", "3")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let process = Process { child: command.spawn().unwrap(), port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return process;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("sluice {name} did not start");
+}
+
+async fn call(port: u16, path: &str, ns: Option<&str>, body: Option<Value>) -> Value {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut request = match body {
+        Some(body) => client.post(url).json(&body),
+        None => client.get(url),
+    };
+    request = request.bearer_auth(KEY);
+    if let Some(ns) = ns {
+        request = request.header("X-Namespace", ns);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+async fn fresh_database() -> Option<(String, String, String)> {
+    let admin = match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+        Ok(url) => url,
+        Err(_) if std::env::var("SLUICE_TEST_SKIP_POSTGRES").as_deref() == Ok("1") => return None,
+        Err(_) => panic!("SLUICE_TEST_POSTGRES_URL is not set; run scripts/test.sh"),
+    };
+    let name = format!("sluice_drill_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some((format!("{base}/{name}"), admin, name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_nothing() {
+    let Some((url, admin, name)) = fresh_database().await else {
+        eprintln!("skipping: SLUICE_TEST_SKIP_POSTGRES=1");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The first process creates the schema and the key; the others join it.
+    let first = spawn(dir.path(), &url, "first");
+    let port = first.port;
+    let ns_body = json!({"namespace_name": "drill", "feature_extractors": [
+        {"feature_extractor_name": "text_extractor", "version": "v1",
+         "params": {"chunk_size": 400, "chunk_overlap": 0}}]});
+    let ns = call(port, "/v1/namespaces", None, Some(ns_body)).await;
+    let ns = ns["namespace_id"].as_str().unwrap().to_string();
+    let schema = json!({"bucket_name": "texts",
+                        "bucket_schema": {"properties": {"content": {"type": "text"}}}});
+    let bucket = call(port, "/v1/buckets", Some(&ns), Some(schema)).await;
+    let bucket = bucket["bucket_id"].as_str().unwrap().to_string();
+    let mut ids = Vec::with_capacity(OBJECTS);
+    for chunk in 0..OBJECTS / 100 {
+        let objects: Vec<Value> = (0..100)
+            .map(|i| {
+                let text = format!("Object number {} says hello to the drill.", chunk * 100 + i);
+                json!({"blobs": [{"property": "content", "type": "text", "data": text}]})
+            })
+            .collect();
+        let path = format!("/v1/buckets/{bucket}/objects/batch");
+        let made = call(port, &path, Some(&ns), Some(json!({"objects": objects}))).await;
+        for ok in made["succeeded"].as_array().unwrap() {
+            ids.push(ok["object_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(ids.len(), OBJECTS);
+
+    let second = spawn(dir.path(), &url, "second");
+    let third = spawn(dir.path(), &url, "third");
+    let base = format!("/v1/buckets/{bucket}/batches");
+    let batch = call(port, &base, Some(&ns), Some(json!({"object_ids": ids}))).await;
+    let batch_id = batch["batch_id"].as_str().unwrap().to_string();
+    call(port, &format!("{base}/{batch_id}/submit"), Some(&ns), Some(json!({}))).await;
+
+    // Kill the second process once processing is under way, before it is over.
+    let status_path = format!("{base}/{batch_id}");
+    let mut second = Some(second);
+    let mut killed_at = None;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let done = loop {
+        assert!(Instant::now() < deadline, "the batch did not finish");
+        let batch = call(port, &status_path, Some(&ns), None).await;
+        let processed = batch["progress"]["processed"].as_i64().unwrap_or(0);
+        if second.is_some() && processed >= (OBJECTS / 10) as i64 {
+            let mut process = second.take().unwrap();
+            process.child.kill().unwrap();
+            process.child.wait().unwrap();
+            killed_at = Some(processed);
+        }
+        if ["COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"]
+            .contains(&batch["status"].as_str().unwrap())
+        {
+            break batch;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let killed_at = killed_at.expect("the second process was killed");
+    assert!(killed_at < OBJECTS as i64, "the kill came after the batch was done");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"]["processed"], OBJECTS);
+    assert_eq!(done["documents_written"], OBJECTS);
+
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (documents, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT object_id) FROM documents WHERE batch_id = $1",
+    )
+    .bind(&batch_id)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!((documents, distinct), (OBJECTS as i64, OBJECTS as i64), "one document each");
+    let recorded_twice: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM batch_items WHERE batch_id = $1 AND (attempts <> 1 OR state <> 'done')",
+    )
+    .bind(&batch_id)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(recorded_twice, 0, "every outcome is recorded exactly once");
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE status = 'running' OR lease_owner IS NOT NULL",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(leased, 0, "no job is left leased");
+    let rescued: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'batch.process' AND attempts > 1",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert!(rescued > 0, "a job of the killed process was taken over by another");
+    db.close().await.ok();
+
+    drop(third);
+    drop(first);
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.ok();
+}
