@@ -24,6 +24,10 @@ async fn document_matches_the_router() {
             .replace("{upload_id}", "uplx")
             .replace("{identifier}", "whx")
             .replace("{delivery_id}", "dlvx")
+            .replace("{batch_id}", "btch_x")
+            .replace("{collection_identifier}", "colx")
+            .replace("{document_id}", "docx")
+            .replace("{feature_extractor_id}", "fex_v1")
             .replace("{key}", "a/b");
         assert!(!concrete.contains('{'), "unmapped parameter in {path}");
         for method in item.as_object().unwrap().keys() {

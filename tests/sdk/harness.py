@@ -150,9 +150,14 @@ def new_api_key() -> str:
 
 
 def start_server(
-    backend: str, workdir: Path, database_url: str | None, api_key: str | None = None
+    backend: str,
+    workdir: Path,
+    database_url: str | None,
+    api_key: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
-    """Starts `sluice serve` on a store in `workdir` (and `database_url`, for PostgreSQL)."""
+    """Starts `sluice serve` on a store in `workdir` (and `database_url`, for PostgreSQL),
+    with `extra_env` added to its settings."""
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
     log_path = workdir / "sluice.log"
@@ -165,6 +170,7 @@ def start_server(
         env = server_env(data_dir, port, api_key, database_url)
         if backend == "s3":
             env.update(blob_env)
+        env.update(extra_env or {})
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [str(sluice_binary()), "serve"],
@@ -232,10 +238,14 @@ def fresh_store(backend: str) -> Iterator[str | None]:
 
 @contextlib.contextmanager
 def running_server(
-    backend: str, workdir: Path, database_url: str | None, api_key: str | None = None
+    backend: str,
+    workdir: Path,
+    database_url: str | None,
+    api_key: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """A started server, stopped on exit; fails if it died while in use."""
-    srv = start_server(backend, workdir, database_url, api_key)
+    srv = start_server(backend, workdir, database_url, api_key, extra_env)
     try:
         yield srv
         crashed = srv.process.poll()
