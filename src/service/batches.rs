@@ -258,6 +258,9 @@ pub async fn list(
     let page_req = params.resolve(100, 1000)?;
     let mut conditions = Vec::new();
     if let Some(status) = &req.status {
+        if !crate::model::TASK_STATUS_VALUES.contains(&status.as_str()) {
+            return Err(Error::invalid("status", "expected a TaskStatusEnum value"));
+        }
         conditions.push(json!({"field": "status", "operator": "eq", "value": status}));
     }
     if let Some(collection) = &req.collection_id {
@@ -368,7 +371,9 @@ pub async fn delete(
             format!("batch {batch_id} is {status}; cancel it before deleting it"),
         ));
     }
-    state.store.delete_batch(batch_id).await?;
+    if !state.store.delete_batch_if(batch_id, &[status]).await? {
+        return Err(busy(batch_id));
+    }
     Ok(json!({"message": "Successfully deleted", "success": true}))
 }
 
@@ -389,13 +394,15 @@ pub async fn add_objects(
     if doc["status"] != DRAFT {
         return Err(not_draft(batch_id, &doc));
     }
-    let ids = distinct_ids(object_ids)?;
+    let held: HashSet<String> =
+        state.store.batch_object_ids(batch_id, MAX_OBJECTS as i64).await?.into_iter().collect();
+    let ids: Vec<String> =
+        distinct_ids(object_ids)?.into_iter().filter(|id| !held.contains(id)).collect();
     let bucket_id = doc["bucket_id"].as_str().unwrap_or_default().to_string();
     if !skip_validation {
         check_objects_exist(state, &bucket_id, &ids).await?;
     }
-    let held = state.store.batch_item_counts(batch_id).await?.total();
-    if held as usize + ids.len() > MAX_OBJECTS {
+    if held.len() + ids.len() > MAX_OBJECTS {
         return Err(Error::invalid("object_ids", "a batch holds at most 50000 objects"));
     }
     doc["updated_at"] = json!(now());
@@ -433,11 +440,7 @@ async fn submit_doc(
         return Err(not_draft(&batch_id, &doc));
     }
     if let Some(url) = &req.webhook_url {
-        state
-            .fetcher
-            .policy()
-            .check_url(url)
-            .map_err(|e| Error::invalid("webhook_url", e.to_string()))?;
+        crate::service::webhooks::check_callback_url(state, url)?;
     }
     if let Some(ids) = &req.collection_ids {
         let scope: HashSet<&str> = doc["collection_ids"]
@@ -479,7 +482,7 @@ async fn submit_doc(
         "source_type": "bucket",
         "task_id": task_id,
         "status": QUEUED,
-        "collection_ids": doc["collection_ids"],
+        "collection_ids": non_empty(&doc["collection_ids"]),
         "started_at": null,
         "completed_at": null,
         "errors": [],
@@ -491,20 +494,17 @@ async fn submit_doc(
     if !state.store.update_batch_if(&batch_id, &[DRAFT], &doc).await? {
         return Err(busy(&batch_id));
     }
-    let total = counts.total();
-    schedule(state, &caller.org_id, &batch_id, total).await?;
-    tracing::info!(batch.id = %batch_id, objects = total, "batch submitted");
-    let mut task = task;
-    task["status"] = json!(QUEUED);
+    schedule(state, &caller.org_id, &batch_id).await?;
+    tracing::info!(batch.id = %batch_id, objects = counts.total(), "batch submitted");
     Ok(tasks::response(task))
 }
 
 /// Queues the processing of a batch's objects, one job per slice of positions.
-async fn schedule(state: &AppState, org_id: &str, batch_id: &str, total: i64) -> Result<()> {
+async fn schedule(state: &AppState, org_id: &str, batch_id: &str) -> Result<()> {
     let slice = state.processing.slice_size.max(1);
+    let span = state.store.batch_position_span(batch_id).await?;
     let mut from = 0;
-    // Positions run from 0 to the item count; objects added while a draft keep them dense.
-    while from < total {
+    while from < span {
         let to = from + slice;
         let payload = json!({"batch_id": batch_id, "from": from, "to": to});
         jobs::enqueue(state, JobKind::BatchProcess, org_id, payload, None).await?;
@@ -531,10 +531,10 @@ pub async fn cancel(
         _ => find(state, caller, batch_id).await?,
     };
     let status = doc["status"].as_str().unwrap_or_default().to_string();
-    if status == CANCELED {
+    if status == CANCELED && doc["task_id"].is_string() {
         return task_of(state, caller, &doc).await;
     }
-    if !ACTIVE.contains(&status.as_str()) {
+    if !ACTIVE.contains(&status.as_str()) && status != CANCELED {
         return Err(Error::conflict(
             "batch_finished",
             format!("batch {batch_id} already finished as {status}"),
@@ -562,7 +562,11 @@ pub async fn cancel(
     let stopped = state.store.move_batch_items(batch_id, ITEM_PENDING, ITEM_CANCELED).await?;
     tracing::info!(batch.id = %batch_id, stopped, "batch canceled");
 
-    let slices = (stopped as i64 + state.processing.slice_size - 1) / state.processing.slice_size;
+    let slices = if status == DRAFT {
+        0
+    } else {
+        (stopped as i64 + state.processing.slice_size - 1) / state.processing.slice_size
+    };
     let cancellation = json!({
         "ray_jobs_requested": slices,
         "ray_jobs_accepted": slices,
@@ -620,8 +624,7 @@ pub async fn retry(
     if let Some(task_id) = doc["task_id"].as_str() {
         tasks::set_status_of(state, task_id, TaskStatus::Pending, None).await?;
     }
-    let total = state.store.batch_item_counts(batch_id).await?.total();
-    schedule(state, &caller.caller.org_id, batch_id, total).await?;
+    schedule(state, &caller.caller.org_id, batch_id).await?;
     tracing::info!(batch.id = %batch_id, retried, "batch retried");
     Ok(json!({
         "batch_id": batch_id,
@@ -730,8 +733,20 @@ fn progress(doc: &Value, counts: &ItemCounts, first_error: Option<&str>) -> Valu
         "objects_skipped": counts.skipped,
         "objects_failed": counts.failed,
         "documents_written": counts.documents,
-        "current_stage": doc["lifecycle"],
+        "current_stage": current_stage(doc),
     })
+}
+
+/// The stage a batch is in, as the contract's `BatchStageInfo`: dispatch while queued,
+/// extraction while processing, write once done; `None` before submit.
+fn current_stage(doc: &Value) -> Value {
+    let (name, index) = match doc["status"].as_str().unwrap_or_default() {
+        QUEUED => ("dispatch", 1),
+        PROCESSING => ("extraction", 2),
+        COMPLETED | COMPLETED_WITH_ERRORS | FAILED => ("write", 3),
+        _ => return Value::Null,
+    };
+    json!({"name": name, "index": index, "total": 3})
 }
 
 fn status_message(status: &str, counts: &ItemCounts) -> String {
@@ -764,6 +779,14 @@ pub fn set_tier_status(doc: &mut Value, status: &str, at: &str) {
                 _ => tier["completed_at"] = json!(at),
             }
         }
+    }
+}
+
+/// A list, or null when it is empty: the contract refuses some lists without items.
+pub fn non_empty(list: &Value) -> Value {
+    match list.as_array() {
+        Some(items) if !items.is_empty() => list.clone(),
+        _ => Value::Null,
     }
 }
 

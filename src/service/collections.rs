@@ -23,6 +23,8 @@ const THUMBNAIL_URL_TTL: Duration = Duration::from_secs(3600);
 /// The body of `POST /v1/collections/list`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListCollections {
+    #[serde(flatten)]
+    pub page: PageParams,
     pub filters: Option<Value>,
     pub sort: Option<Value>,
     pub search: Option<String>,
@@ -89,8 +91,8 @@ pub async fn ensure_for_namespace(state: &AppState, org_id: &str, namespace: &Va
                 "position": i,
             },
             "source": {"type": "bucket", "bucket_ids": []},
-            "input_schema": described.get("input_schema").cloned().unwrap_or(json!({})),
-            "output_schema": described.get("output_schema").cloned().unwrap_or(json!({})),
+            "input_schema": schema_of(&described, "input_schema"),
+            "output_schema": schema_of(&described, "output_schema"),
             "enabled": true,
             "metadata": {},
             "created_at": at,
@@ -103,6 +105,14 @@ pub async fn ensure_for_namespace(state: &AppState, org_id: &str, namespace: &Va
         taken.push(name);
     }
     Ok(())
+}
+
+/// An extractor's input or output schema, always with `properties`.
+fn schema_of(described: &Value, key: &str) -> Value {
+    match described.get(key) {
+        Some(schema) if schema.get("properties").is_some() => schema.clone(),
+        _ => json!({"type": "object", "properties": {}}),
+    }
 }
 
 /// The collections a batch writes into: those named (by id or name), or every collection of
@@ -135,7 +145,7 @@ pub async fn resolve_scope(
             None => {
                 return Err(Error::Unprocessable {
                     code: "collection_not_found",
-                    field: format!("collection_ids.{i}"),
+                    field: format!("collection_ids[{i}]"),
                     message: format!("the namespace has no collection {ident}"),
                 });
             }
@@ -155,7 +165,7 @@ pub async fn list(
     params: &PageParams,
     req: ListCollections,
 ) -> Result<Value> {
-    let page_req = params.resolve(100, 1000)?;
+    let page_req = req.page.clone().or(params).resolve(100, 1000)?;
     let search = req.search.as_deref().map(|s| ("collection_name", s, req.case_sensitive));
     let (filter, sort) = list_filter(req.filters.as_ref(), search, None, req.sort.as_ref())?;
     let spec = page_req.spec(filter, sort, true);
@@ -281,7 +291,8 @@ async fn find(state: &AppState, caller: &NamespacedCaller, ident: &str) -> Resul
 async fn render(state: &AppState, mut doc: Value, bucket_ids: &[String]) -> Result<Value> {
     let id = doc["collection_id"].as_str().unwrap_or_default().to_string();
     doc["document_count"] = json!(state.store.collection_document_count(&id).await?);
-    doc["source"]["bucket_ids"] = json!(bucket_ids);
+    doc["source"]["bucket_ids"] =
+        if bucket_ids.is_empty() { Value::Null } else { json!(bucket_ids) };
     if let Some(extractor) = doc["feature_extractor"].as_object_mut() {
         extractor.remove("position");
     }
@@ -304,9 +315,11 @@ async fn render_document(state: &AppState, mut doc: Value, query: &DocumentQuery
         let content_type = doc["_internal"]["thumbnail"]["content_type"].as_str().map(String::from);
         let url = download_url(state, &key, content_type.as_deref(), THUMBNAIL_URL_TTL).await?;
         doc["thumbnail_url"] = json!(url);
-        let blob = json!({"field": "thumbnail", "url": url, "presigned_url": url,
-                          "content_type": content_type});
-        doc["document_blobs"] = json!([blob]);
+        if query.return_presigned_urls == Some(true) {
+            let blob = json!({"field": "thumbnail", "role": "thumbnail", "type": "image",
+                              "url": url, "presigned_url": url, "content_type": content_type});
+            doc["document_blobs"] = json!([blob]);
+        }
     }
     if let Some(internal) = doc["_internal"].as_object_mut() {
         internal.remove("thumbnail");

@@ -485,7 +485,7 @@ fn feature_extractors(inputs: Vec<FeatureExtractorInput>) -> Result<Value> {
         {
             return Err(Error::Unprocessable {
                 code: "feature_extractor_not_found",
-                field: format!("feature_extractors.{i}"),
+                field: format!("feature_extractors[{i}]"),
                 message,
             });
         }

@@ -548,13 +548,59 @@ pub async fn finish_if_done(state: &AppState, org_id: &str, batch_id: &str) -> R
     Ok(())
 }
 
-/// Tells the world a batch ended: the batch's own callback URL, when it has one.
+/// Tells the world a batch ended: a `batch.completed` or `batch.failed` event for the feed and
+/// the organization's webhooks, and one call of the batch's own callback URL, when it has one,
+/// for those and for a cancel.
 pub async fn announce_end(state: &AppState, org_id: &str, doc: &Value) {
     let status = doc["status"].as_str().unwrap_or_default();
     if ![COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELED].contains(&status) {
         return;
     }
-    let _ = (state, org_id);
+    let batch_id = doc["batch_id"].as_str().unwrap_or_default();
+    let counts = match state.store.batch_item_counts(batch_id).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            tracing::error!(error = %e, batch.id = %batch_id, "could not count a batch's outcome");
+            return;
+        }
+    };
+    let progress = json!({
+        "processed": counts.finished(),
+        "total": counts.total() - counts.canceled,
+        "errors": counts.failed,
+        "objects_skipped": counts.skipped,
+    });
+    let event_type = match status {
+        FAILED => "batch.failed",
+        CANCELED => "batch.canceled",
+        _ => "batch.completed",
+    };
+    let payload = json!({
+        "batch_id": batch_id,
+        "bucket_id": doc["bucket_id"],
+        "namespace_id": doc["namespace_id"],
+        "collection_ids": doc["collection_ids"],
+        "status": status,
+        "failure_reason": doc["failure_reason"],
+        "documents_written": counts.documents,
+        "failed_object_count": counts.failed,
+        "progress": progress,
+        "completed_at": doc["completed_at"],
+    });
+    // The feed and webhooks know no cancel event; only the callback hears of a cancel.
+    if status != CANCELED {
+        let namespace_id = doc["namespace_id"].as_str();
+        let payload = payload.clone();
+        crate::service::events::record_logged(state, org_id, namespace_id, event_type, payload)
+            .await;
+    }
+    if let Some(url) = doc["webhook_url"].as_str() {
+        let mut body = payload;
+        body["event_type"] = json!(event_type);
+        if let Err(e) = crate::service::webhooks::callback(state, org_id, url, body).await {
+            tracing::warn!(error = %e, batch.id = %batch_id, "could not queue the batch callback");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -223,24 +223,46 @@ impl Store {
             .await)?)
     }
 
-    /// Deletes a batch and its items.
+    /// Deletes a batch and its items while its status is one of `statuses`; false when it is
+    /// not.
     ///
     /// # Errors
     ///
     /// Fails on a database error.
-    pub async fn delete_batch(&self, id: &str) -> StoreResult<bool> {
+    pub async fn delete_batch_if(&self, id: &str, statuses: &[&str]) -> StoreResult<bool> {
+        let sql = format!(
+            "DELETE FROM batches WHERE id = $1 AND status IN ({})",
+            list_placeholders(statuses.len(), 2)
+        );
         let done = in_transaction!(self, tx => {
-            sqlx::query("DELETE FROM batch_items WHERE batch_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM batches WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map(|r| r.rows_affected())?
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
+            for status in statuses {
+                q = q.bind(*status);
+            }
+            let done = q.execute(&mut *tx).await?.rows_affected();
+            if done > 0 {
+                sqlx::query("DELETE FROM batch_items WHERE batch_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            done
         });
         Ok(done > 0)
+    }
+
+    /// One past the highest position of a batch's objects: the range its jobs must cover.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn batch_position_span(&self, id: &str) -> StoreResult<i64> {
+        Ok(with_pool!(self, pool => sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(position) + 1, 0) AS BIGINT) FROM batch_items \
+             WHERE batch_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await)?)
     }
 
     /// Counts a batch's objects by state.
@@ -439,15 +461,21 @@ impl Store {
                 return Ok(());
             }
             let live: Vec<&String> = object_ids.iter().filter(|id| pending.contains(*id)).collect();
+            // A failed object keeps the documents an earlier batch wrote for it.
+            let replaced: Vec<&String> = outcomes
+                .iter()
+                .filter(|o| o.state == ITEM_DONE && pending.contains(&o.object_id))
+                .map(|o| &o.object_id)
+                .collect();
 
-            if !collection_ids.is_empty() {
+            if !collection_ids.is_empty() && !replaced.is_empty() {
                 let mut binds: Vec<SqlValue> =
                     collection_ids.iter().map(|c| SqlValue::Text(c.clone())).collect();
-                binds.extend(live.iter().map(|id| SqlValue::Text((*id).clone())));
+                binds.extend(replaced.iter().map(|id| SqlValue::Text((*id).clone())));
                 let sql = format!(
                     "DELETE FROM documents WHERE collection_id IN ({}) AND object_id IN ({})",
                     list_placeholders(collection_ids.len(), 1),
-                    list_placeholders(live.len(), collection_ids.len() + 1)
+                    list_placeholders(replaced.len(), collection_ids.len() + 1)
                 );
                 run_binds!(&mut *tx, sql, binds)?;
             }

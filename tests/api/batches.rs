@@ -220,3 +220,83 @@ async fn confirm_submits_a_batch(s: &TestServer) {
     assert_eq!(list["total_count"], 1);
 }
 both_backends!(confirm_submits_a_batch);
+
+/// Starts a receiver on 127.0.0.1 that keeps every JSON body posted to it.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (format!("http://{address}/hook"), seen)
+}
+
+async fn callback_and_event(backend: crate::common::Backend) {
+    let Some(s) = crate::common::start_allowing(backend, "127.0.0.1/32").await else { return };
+    let (ns, bucket) = setup(&s, "callbacks", json!([])).await;
+    let a = text_object(&s, &ns, &bucket, "a", "first").await;
+    let base = format!("/v1/buckets/{bucket}/batches");
+    let (_, batch) = s.post(&base, Some(&ns), json!({"object_ids": [a]})).await;
+    let id = batch["batch_id"].as_str().unwrap().to_string();
+    let (url, seen) = receiver().await;
+    let (status, task) =
+        s.post(&format!("{base}/{id}/submit"), Some(&ns), json!({"webhook_url": url})).await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    let done = wait_batch(&s, &ns, &bucket, &id).await;
+    assert_eq!(done["webhook_url"], json!(url));
+
+    let mut body = Value::Null;
+    for _ in 0..400 {
+        if let Some(first) = seen.lock().unwrap().first() {
+            body = first.clone();
+        }
+        if !body.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(body["batch_id"], json!(id), "{body}");
+    assert_eq!(body["status"], "COMPLETED");
+    assert_eq!(body["documents_written"], 0);
+    assert_eq!(body["progress"]["processed"], 1);
+    assert!(body["completed_at"].is_string(), "{body}");
+    assert!(body.get("failure_reason").is_some(), "{body}");
+
+    // The end is in the change feed too.
+    let mut found = false;
+    for _ in 0..200 {
+        let (_, feed) = s.get("/v1/events?event_type=batch.completed", None).await;
+        found = feed["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["payload"]["batch_id"] == json!(id));
+        if found {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(found, "batch.completed is in the feed");
+    assert_eq!(seen.lock().unwrap().len(), 1, "the callback is sent once");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_and_event_sqlite() {
+    callback_and_event(crate::common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_and_event_postgres() {
+    callback_and_event(crate::common::Backend::Postgres).await;
+}
