@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::text::optional_bool;
 use super::{
-    BlobInput, Context, Document, Failure, Thumbnail, blob_fields, blocking, read_bounded,
+    BlobInput, Context, Document, Failure, Thumbnail, blob_fields, blocking, bounded_reader,
 };
 
 /// The longest side of a thumbnail, in pixels.
@@ -123,11 +123,11 @@ pub async fn extract_blob(
     blob: &BlobInput<'_>,
     options: &Options,
 ) -> Result<Document, Failure> {
-    let bytes = read_bounded(ctx, blob, "image")?;
+    let read = bounded_reader(ctx, blob, "image");
     let max_alloc = ctx.max_decode_bytes.saturating_mul(4);
     let want_preview = ctx.embedder.as_ref().is_some_and(|e| e.embeds_images());
     let thumbnails = options.thumbnails;
-    let facts = blocking(move || analyse(&bytes, max_alloc, thumbnails, want_preview)).await?;
+    let facts = blocking(move || analyse(&read()?, max_alloc, thumbnails, want_preview)).await?;
 
     let mut fields = blob_fields(blob);
     fields.insert("mime_type".into(), json!(facts.mime_type));

@@ -222,15 +222,19 @@ fn read_head(path: &Path, limit: usize) -> Result<Vec<u8>, Failure> {
     Ok(head)
 }
 
-/// Text is UTF-8 (a cut-off character at the end of the sample is fine) or sniffs as text. A
-/// declared textual media type is kept, since sniffing cannot tell JSON or CSV from plain text.
+/// Text sniffs as text, or is UTF-8 (a cut-off character at the end of the sample is fine)
+/// that sniffs as nothing else. A declared textual media type is kept, since sniffing cannot
+/// tell JSON or CSV from plain text.
 fn verify_text(head: &[u8], sniffed: Option<&str>, declared: Option<&str>) -> Option<String> {
     let utf8 = match std::str::from_utf8(head) {
         Ok(_) => true,
         Err(e) => e.error_len().is_none(),
     };
-    let texty = head.is_empty() || sniffed.is_some_and(|m| m.starts_with("text/"));
-    if !(utf8 && sniffed.is_none_or(|m| m.starts_with("text/")) || texty) {
+    let accepted = match sniffed {
+        Some(mime) => mime.starts_with("text/"),
+        None => utf8,
+    };
+    if !accepted {
         return None;
     }
     let textual = |m: &&str| {
@@ -383,19 +387,27 @@ async fn embed_text_documents(ctx: &Context, documents: &mut [Document]) -> Resu
     Ok(())
 }
 
-/// Reads a whole blob for decoding, refusing one larger than the context allows.
-fn read_bounded(ctx: &Context, blob: &BlobInput, what: &str) -> Result<Vec<u8>, Failure> {
-    let size = std::fs::metadata(blob.path)
-        .map_err(|e| Failure::Transient(format!("cannot read the downloaded blob: {e}")))?
-        .len();
-    if size > ctx.max_decode_bytes {
-        return Err(Failure::Permanent(format!(
-            "{what} blob {:?} is {size} bytes, more than the {} bytes sluice decodes",
-            blob.property, ctx.max_decode_bytes
-        )));
+/// A reader of a whole blob for decoding, which refuses a blob larger than the context allows.
+/// It does blocking file I/O, so it is meant to run inside [`blocking`].
+fn bounded_reader(
+    ctx: &Context,
+    blob: &BlobInput,
+    what: &'static str,
+) -> impl FnOnce() -> Result<Vec<u8>, Failure> + Send + 'static {
+    let path = blob.path.to_path_buf();
+    let property = blob.property.to_string();
+    let limit = ctx.max_decode_bytes;
+    move || {
+        let unreadable =
+            |e: std::io::Error| Failure::Transient(format!("cannot read the downloaded blob: {e}"));
+        let size = std::fs::metadata(&path).map_err(unreadable)?.len();
+        if size > limit {
+            return Err(Failure::Permanent(format!(
+                "{what} blob {property:?} is {size} bytes, more than the {limit} bytes sluice decodes"
+            )));
+        }
+        std::fs::read(&path).map_err(unreadable)
     }
-    std::fs::read(blob.path)
-        .map_err(|e| Failure::Transient(format!("cannot read the downloaded blob: {e}")))
 }
 
 /// Runs CPU-heavy work off the async threads.

@@ -17,7 +17,7 @@ use std::io::Read;
 use serde_json::json;
 
 use super::text::{self, Options as TextOptions};
-use super::{BlobInput, Context, Document, Failure, blob_fields, blocking, read_bounded};
+use super::{BlobInput, Context, Document, Failure, blob_fields, blocking, bounded_reader};
 
 /// How deep the page tree may nest before the parser gives up on a branch.
 const MAX_TREE_DEPTH: usize = 64;
@@ -65,11 +65,11 @@ pub async fn extract_blob(
     blob: &BlobInput<'_>,
     options: &TextOptions,
 ) -> Result<Vec<Document>, Failure> {
-    let bytes = read_bounded(ctx, blob, "PDF")?;
+    let read = bounded_reader(ctx, blob, "PDF");
     let limit = ctx.max_decode_bytes;
     let options = *options;
     let (page_count, chunks) = blocking(move || {
-        let pdf = read_pdf(&bytes, limit)?;
+        let pdf = read_pdf(&read()?, limit)?;
         let pages: Vec<&str> = pdf.pages.iter().map(String::as_str).collect();
         Ok((pdf.page_count, text::chunk_pages(&pages, &options)))
     })

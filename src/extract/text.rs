@@ -10,7 +10,7 @@ use std::ops::Range;
 use serde_json::{Map, Value, json};
 use unicode_normalization::UnicodeNormalization;
 
-use super::{BlobInput, Context, Document, Failure, blob_fields, blocking, lang, read_bounded};
+use super::{BlobInput, Context, Document, Failure, blob_fields, blocking, bounded_reader, lang};
 
 /// Defaults of the text extractor's parameters, as the Mixpeek SDK declares them.
 pub const DEFAULT_CHUNK_SIZE: usize = 1000;
@@ -181,11 +181,11 @@ pub async fn extract_blob(
     blob: &BlobInput<'_>,
     options: &Options,
 ) -> Result<Vec<Document>, Failure> {
-    let bytes = read_bounded(ctx, blob, "text")?;
+    let read = bounded_reader(ctx, blob, "text");
     let property = blob.property.to_string();
     let options = *options;
     let chunks = blocking(move || {
-        let text = decode(&bytes, &property)?;
+        let text = decode(&read()?, &property)?;
         let pages: Vec<&str> = text.split('\u{c}').collect();
         Ok(chunk_pages(&pages, &options))
     })
