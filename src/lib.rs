@@ -4,6 +4,8 @@
 //! - [`api`] knows HTTP: routes, extractors, the error envelope and pagination.
 //! - [`service`] holds the operations: validation, state changes, task records.
 //! - [`jobs`] runs background work as durable, leased jobs.
+//! - [`extract`] turns an object's downloaded blobs into documents (text chunks, image facts,
+//!   media facts, embeddings).
 //! - [`model`] holds pure types: ids, schema, blobs, filters, storage classes.
 //! - [`store`] is the only place with SQL (PostgreSQL or SQLite); [`blob`] the only place that
 //!   moves bytes.
