@@ -2,10 +2,12 @@
 # The whole test suite, from a fresh machine to a verdict:
 #
 #   1. PostgreSQL up, with the sluice role (scripts/postgres.sh);
-#   2. cargo test --locked over every target, on SQLite and on PostgreSQL
+#   2. the storage emulators and a local embeddings server (scripts/services.sh,
+#      scripts/embed-server.sh);
+#   3. cargo test --locked over every target, on SQLite and on PostgreSQL
 #      (the Rust tests create one database per test through SLUICE_TEST_POSTGRES_URL);
-#   3. the debug binary built;
-#   4. the official-SDK compatibility suite (tests/sdk, pytest) against that binary,
+#   4. the debug binary built;
+#   5. the official-SDK compatibility suite (tests/sdk, pytest) against that binary,
 #      once on SQLite and once on PostgreSQL, in a virtualenv at .venv.
 #
 # Arguments are passed on to pytest, e.g. `scripts/test.sh -k objects -x`.
@@ -34,6 +36,12 @@ step "storage emulators (moto, fake-gcs-server, Azurite, s3s-fs)"
 services_env=$(scripts/services.sh up) || die "scripts/services.sh up failed"
 eval "$services_env"
 trap 'scripts/services.sh down' EXIT
+
+step "embeddings server (all-MiniLM-L6-v2, OpenAI-compatible)"
+embed_env=$(scripts/embed-server.sh up) || die "scripts/embed-server.sh up failed"
+eval "$embed_env"
+export SLUICE_TEST_REQUIRE_EMBEDDINGS=1
+trap 'scripts/embed-server.sh down; scripts/services.sh down' EXIT
 
 step "cargo test (all targets)"
 cargo test --locked --all-targets

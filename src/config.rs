@@ -136,6 +136,25 @@ pub struct ServeArgs {
     /// jobs are taken over after this long.
     #[arg(long, env = "SLUICE_JOB_LEASE_SECONDS", default_value = "30")]
     pub job_lease_seconds: String,
+
+    /// Base URL of an OpenAI-compatible embeddings service (ending in `/v1`; requests go to
+    /// `{url}/embeddings`), e.g. Ollama, text-embeddings-inference, vLLM or OpenAI. Unset, text
+    /// chunks get no vectors.
+    #[arg(long, env = "SLUICE_EMBEDDINGS_URL")]
+    pub embeddings_url: Option<String>,
+
+    /// The model the embeddings service is asked for.
+    #[arg(long, env = "SLUICE_EMBEDDINGS_MODEL", default_value = "all-minilm")]
+    pub embeddings_model: String,
+
+    /// Bearer key for the embeddings service, if it wants one.
+    #[arg(long, env = "SLUICE_EMBEDDINGS_API_KEY", hide_env_values = true)]
+    pub embeddings_api_key: Option<String>,
+
+    /// Whether the embeddings service also takes images (as base64 data URLs): `true` or
+    /// `false`.
+    #[arg(long, env = "SLUICE_EMBEDDINGS_IMAGES", default_value = "false")]
+    pub embeddings_images: String,
 }
 
 /// A setting that could not be used, naming the variable it came from.
@@ -227,6 +246,26 @@ impl Default for WebhookSettings {
     }
 }
 
+/// Where feature extractors get vectors from.
+#[derive(Clone)]
+pub struct EmbeddingSettings {
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub images: bool,
+}
+
+impl std::fmt::Debug for EmbeddingSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingSettings")
+            .field("url", &redact_url(&self.url))
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("images", &self.images)
+            .finish()
+    }
+}
+
 /// How batches are processed.
 #[derive(Debug, Clone)]
 pub struct ProcessingSettings {
@@ -239,6 +278,8 @@ pub struct ProcessingSettings {
     /// How long a worker's claim on a job lasts without renewal: after a worker dies, its
     /// jobs wait this long before another worker takes them over.
     pub job_lease: std::time::Duration,
+    /// The embeddings service, when one is configured.
+    pub embeddings: Option<EmbeddingSettings>,
 }
 
 impl Default for ProcessingSettings {
@@ -248,6 +289,7 @@ impl Default for ProcessingSettings {
             concurrency: 8,
             draft_ttl: std::time::Duration::from_secs(86_400),
             job_lease: std::time::Duration::from_secs(30),
+            embeddings: None,
         }
     }
 }
@@ -433,6 +475,7 @@ impl ServeArgs {
                 "SLUICE_JOB_LEASE_SECONDS",
                 &self.job_lease_seconds,
             )?),
+            embeddings: self.embeddings()?,
         };
         Ok(Config {
             webhooks,
@@ -450,6 +493,33 @@ impl ServeArgs {
             bootstrap_api_key: self.bootstrap_api_key.clone(),
             limits,
         })
+    }
+}
+
+impl ServeArgs {
+    fn embeddings(&self) -> Result<Option<EmbeddingSettings>, ConfigError> {
+        let Some(url) = self.embeddings_url.as_ref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::new("SLUICE_EMBEDDINGS_URL", "expected an http(s):// URL"));
+        }
+        let images = match self.embeddings_images.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ConfigError::new(
+                    "SLUICE_EMBEDDINGS_IMAGES",
+                    format!("expected true or false, got {other:?}"),
+                ));
+            }
+        };
+        Ok(Some(EmbeddingSettings {
+            url: url.clone(),
+            model: self.embeddings_model.clone(),
+            api_key: self.embeddings_api_key.clone(),
+            images,
+        }))
     }
 }
 

@@ -109,9 +109,17 @@ impl AppState {
             schema_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
             hooks: service::webhooks::Hooks::new(config.webhooks.clone(), &config.master_key),
             processing: config.processing.clone(),
-            extract: extract::Context::detect(None),
+            extract: extract::Context::detect(embedder(config)?),
         }))
     }
+}
+
+/// The embeddings client the configuration asks for, if any.
+fn embedder(config: &Config) -> Result<Option<extract::embed::Embedder>, StartError> {
+    let Some(e) = &config.processing.embeddings else { return Ok(None) };
+    let embedder = extract::embed::Embedder::new(&e.url, &e.model, e.api_key.clone(), e.images)?;
+    tracing::info!(model = %e.model, "embeddings service configured");
+    Ok(Some(embedder))
 }
 
 /// Opens the store and blob backend, creates the first key on a first start, serves the API

@@ -201,6 +201,9 @@ pub fn documents(
     split_by: SplitBy,
     paged: bool,
 ) -> Vec<Document> {
+    // The language is the whole text's: a short chunk alone holds too few words to tell.
+    let whole: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    let language = lang::detect(&whole.join(" "));
     chunks
         .iter()
         .enumerate()
@@ -216,7 +219,7 @@ pub fn documents(
                 fields.insert("page_end".into(), json!(chunk.page_end));
             }
             fields.insert("split_by".into(), json!(split_by.as_str()));
-            fields.insert("language".into(), json!(lang::detect(&chunk.text)));
+            fields.insert("language".into(), json!(language));
             fields.insert("word_count".into(), json!(word_count(&chunk.text)));
             fields.insert("token_count".into(), json!(approximate_tokens(&chunk.text)));
             fields.insert("token_count_method".into(), json!(TOKEN_COUNT_METHOD));

@@ -300,3 +300,49 @@ async fn callback_and_event_sqlite() {
 async fn callback_and_event_postgres() {
     callback_and_event(crate::common::Backend::Postgres).await;
 }
+
+/// The embeddings service the suite runs (scripts/embed-server.sh), when there is one.
+fn embeddings() -> Option<sluice::config::EmbeddingSettings> {
+    let Ok(url) = std::env::var("SLUICE_TEST_EMBEDDINGS_URL") else {
+        assert!(
+            std::env::var("SLUICE_TEST_REQUIRE_EMBEDDINGS").as_deref() != Ok("1"),
+            "SLUICE_TEST_EMBEDDINGS_URL is not set: run `eval \"$(scripts/embed-server.sh up)\"`"
+        );
+        eprintln!("skipping: SLUICE_TEST_EMBEDDINGS_URL is not set");
+        return None;
+    };
+    let model = std::env::var("SLUICE_TEST_EMBEDDINGS_MODEL").unwrap_or_default();
+    Some(sluice::config::EmbeddingSettings { url, model, api_key: None, images: false })
+}
+
+/// With an embeddings service configured, text chunks carry vectors from the real model:
+/// 384 numbers, returned only when asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_get_vectors_from_the_embeddings_service() {
+    let Some(settings) = embeddings() else { return };
+    let processing =
+        sluice::config::ProcessingSettings { embeddings: Some(settings), ..Default::default() };
+    let s =
+        crate::common::start_processing(crate::common::Backend::Sqlite, processing).await.unwrap();
+    let extractors = json!([{"feature_extractor_name": "text_extractor", "version": "v1"}]);
+    let (ns, bucket) = setup(&s, "vectors", extractors).await;
+    let a = text_object(&s, &ns, &bucket, "a", "Rivers carry water to the sea.").await;
+    let base = format!("/v1/buckets/{bucket}/batches");
+    let (_, batch) = s.post(&base, Some(&ns), json!({"object_ids": [a]})).await;
+    let id = batch["batch_id"].as_str().unwrap();
+    s.post(&format!("{base}/{id}/submit"), Some(&ns), json!({})).await;
+    let done = wait_batch(&s, &ns, &bucket, id).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+
+    let collection = done["collection_ids"][0].as_str().unwrap();
+    let path = format!("/v1/collections/{collection}/documents/list");
+    let (status, plain) = s.post(&path, Some(&ns), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    assert!(plain["results"][0].get("embedding").is_none(), "vectors only when asked for");
+    let (_, with) = s.post(&format!("{path}?return_vectors=true"), Some(&ns), json!({})).await;
+    let vector = with["results"][0]["embedding"].as_array().unwrap();
+    assert_eq!(vector.len(), 384);
+    let norm: f64 = vector.iter().map(|v| v.as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
+    assert!(norm > 0.5, "a real vector, not zeros: norm {norm}");
+    s.stop().await;
+}

@@ -76,7 +76,7 @@ pub async fn start_with(backend: Backend, limits: Limits) -> Option<TestServer> 
 pub async fn start_allowing(backend: Backend, allow: &str) -> Option<TestServer> {
     let allow = sluice::fetch::FetchPolicy::parse_allow_list(allow).expect("allow list");
     let fetch = sluice::fetch::FetchPolicy { allow, ..Default::default() };
-    start_full(backend, Limits::default(), 2, fetch, Default::default()).await
+    start_full(backend, Limits::default(), 2, fetch, Default::default(), Default::default()).await
 }
 
 /// Starts a server whose fetches and webhooks may reach `allow` (CIDRs), with these webhook
@@ -88,7 +88,16 @@ pub async fn start_hooks(
 ) -> Option<TestServer> {
     let allow = sluice::fetch::FetchPolicy::parse_allow_list(allow).expect("allow list");
     let fetch = sluice::fetch::FetchPolicy { allow, ..Default::default() };
-    start_full(backend, Limits::default(), 2, fetch, webhooks).await
+    start_full(backend, Limits::default(), 2, fetch, webhooks, Default::default()).await
+}
+
+/// Starts a server that processes batches with these settings.
+pub async fn start_processing(
+    backend: Backend,
+    processing: sluice::config::ProcessingSettings,
+) -> Option<TestServer> {
+    let fetch = sluice::fetch::FetchPolicy::default();
+    start_full(backend, Limits::default(), 2, fetch, Default::default(), processing).await
 }
 
 /// Starts a SQLite server whose blobs live at `storage_url`, configured by `storage_env`, and
@@ -127,7 +136,7 @@ pub async fn start_on_storage(
 /// Starts a server with `workers` job workers (0 leaves every job queued).
 pub async fn start_custom(backend: Backend, limits: Limits, workers: usize) -> Option<TestServer> {
     let fetch = sluice::fetch::FetchPolicy::default();
-    start_full(backend, limits, workers, fetch, Default::default()).await
+    start_full(backend, limits, workers, fetch, Default::default(), Default::default()).await
 }
 
 async fn start_full(
@@ -136,6 +145,7 @@ async fn start_full(
     workers: usize,
     fetch: sluice::fetch::FetchPolicy,
     webhooks: sluice::config::WebhookSettings,
+    processing: sluice::config::ProcessingSettings,
 ) -> Option<TestServer> {
     // SLUICE_TEST_LOG=debug shows the servers' logs with a failing test's output.
     if let Ok(filter) = std::env::var("SLUICE_TEST_LOG") {
@@ -165,7 +175,7 @@ async fn start_full(
         sluice_signs_urls: false,
         storage_env: Vec::new(),
         webhooks,
-        processing: sluice::config::ProcessingSettings::default(),
+        processing,
     };
     Some(launch(config, dir, postgres).await)
 }
