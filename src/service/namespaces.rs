@@ -375,12 +375,13 @@ pub async fn stats(state: &AppState, caller: &Caller, ident: &str) -> Result<Val
     let doc = resolve(state, caller, ident).await?;
     let id = doc["namespace_id"].as_str().unwrap_or_default();
     let (buckets, objects) = state.store.namespace_stats(id).await?;
+    let (collections, documents) = state.store.namespace_processing_counts(id).await?;
     Ok(json!({
         "namespace_id": id,
-        "document_count": 0,
+        "document_count": documents,
         "document_count_complete": true,
         "bucket_count": buckets,
-        "collection_count": 0,
+        "collection_count": collections,
         "object_count": objects.count,
         "total_size_bytes": objects.total_size,
     }))
@@ -392,9 +393,10 @@ async fn with_counts(state: &AppState, mut doc: Value) -> Result<Value> {
     let index_count = doc["payload_indexes"].as_array().map_or(0, Vec::len);
     doc["bucket_count"] = json!(buckets);
     doc["object_count"] = json!(objects.count);
-    doc["document_count"] = json!(0);
+    let (collections, documents) = state.store.namespace_processing_counts(&id).await?;
+    doc["document_count"] = json!(documents);
     doc["document_count_complete"] = json!(true);
-    doc["collection_count"] = json!(0);
+    doc["collection_count"] = json!(collections);
     doc["payload_index_count"] = json!(index_count);
     if let Some(map) = doc.as_object_mut() {
         map.remove("deleting");

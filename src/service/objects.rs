@@ -918,7 +918,6 @@ pub async fn list(
         by_status.insert(status, json!(count + 1));
         blobs += row.doc["blobs"].as_array().map_or(0, Vec::len);
         let mut doc = response(row.doc.clone());
-        doc["document_count"] = Value::Null;
         if req.return_presigned_urls == Some(true) {
             doc = with_presigned_urls(state, doc).await?;
         }
@@ -1110,6 +1109,10 @@ pub async fn bulk_soft_delete(
 
 /// The answer for an object record: the record plus its write-consistency note.
 fn response(mut doc: Value) -> Value {
+    // Processing writes the count; an object never processed has none.
+    if !doc["document_count"].is_i64() {
+        doc["document_count"] = json!(0);
+    }
     doc["consistency"] = json!({
         "retriever_visible": "after_processing",
         "write_token_available": false,

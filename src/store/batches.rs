@@ -675,6 +675,20 @@ impl Store {
         Ok(rows.into_iter().map(|Json(doc)| doc).collect())
     }
 
+    /// Counts the collections and the documents of a namespace.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn namespace_processing_counts(&self, namespace_id: &str) -> StoreResult<(i64, i64)> {
+        Ok(with_pool!(self, pool => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM collections WHERE namespace_id = $1), \
+                    (SELECT COUNT(*) FROM documents WHERE namespace_id = $1)")
+            .bind(namespace_id)
+            .fetch_one(pool)
+            .await)?)
+    }
+
     /// Counts the documents of a collection.
     ///
     /// # Errors
