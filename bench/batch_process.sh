@@ -84,7 +84,8 @@ run_batch() {
 # The store's floor: as many document rows of the same shape, GROUP to a transaction.
 floor_seconds() {
     local started ended
-    sql "$DATABASE_NAME" -c 'CREATE TABLE IF NOT EXISTS floor_documents (LIKE documents INCLUDING ALL)' \
+    sql "$DATABASE_NAME" -c 'SET client_min_messages = warning' \
+        -c 'CREATE TABLE IF NOT EXISTS floor_documents (LIKE documents INCLUDING ALL)' \
         >/dev/null
     awk -v n="$OBJECTS" -v g="$GROUP" 'BEGIN {
         for (i = 0; i < n; i += g) {

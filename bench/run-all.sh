@@ -12,7 +12,8 @@ build_sluice
 export SLUICE_BIN
 
 status=0
-for script in startup single_create batch_create upload_confirm upload_large; do
+for script in startup single_create batch_create upload_confirm upload_large batch_process \
+    job_claim; do
     log "running bench/$script.sh"
     "$BENCH_REPO/bench/$script.sh" || {
         log "bench/$script.sh failed"

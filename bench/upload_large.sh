@@ -5,12 +5,13 @@
 # file to the same filesystem in the same run, so the ratio says what sluice's HTTP path, its
 # hashing and its multipart file writes cost against a bare copy.
 #
-# Durability is compared like with like. sluice answers the PUT without flushing the file to
-# disk, and dd without `conv=fdatasync` exits the same way; each side is then timed through an
-# fdatasync of the file it wrote (`sync -d FILE`, the call `conv=fdatasync` makes before dd
-# exits). Two rates come out of each run: up to the writer's answer (page cache), and up to the
-# end of the flush (durable); the target applies to the durable one. The source file is
-# generated once (`dd conv=fdatasync` from /dev/urandom) and read once before the runs, so
+# Durability is compared like with like. sluice flushes the stored file (and its directory)
+# before it answers the PUT; dd without `conv=fdatasync` exits before its data is on disk. Each
+# side is therefore timed through an fdatasync of the file it wrote (`sync -d FILE`, the call
+# `conv=fdatasync` makes before dd exits), which for sluice's file finds nothing left to do. Two
+# rates come out of each run: up to the writer's answer, and up to the end of the flush
+# (durable); the target applies to the durable one. The source file is generated once
+# (`dd conv=fdatasync` from /dev/urandom) and read once before the runs, so
 # both sides read it from the page cache in every run.
 #
 # The page cache that the writes fill is prepared the same way for both sides too. On this kind

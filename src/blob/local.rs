@@ -84,6 +84,55 @@ impl ClassRecords {
     }
 }
 
+/// A thread that flushes a file being written, when asked, while the writer goes on.
+struct Flusher {
+    requests: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Flusher {
+    fn start(file: std::fs::File) -> Self {
+        // One pending request is enough: a flush covers every byte written before it starts.
+        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("sluice-flush".into())
+            .spawn(move || {
+                while pending.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok();
+        Self { requests: Some(requests), thread }
+    }
+
+    /// Asks for a flush of what has been written so far, unless one is already waiting.
+    fn request(&self) {
+        if let Some(requests) = &self.requests {
+            requests.try_send(()).ok();
+        }
+    }
+
+    /// Waits for the flushes asked for; fails when one of them failed.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.requests.take();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => Err(std::io::Error::other("the flushing thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
+}
+
 /// What the receiving side of a streamed local write is told.
 pub(super) enum Piece {
     Bytes(bytes::Bytes),
@@ -91,9 +140,17 @@ pub(super) enum Piece {
     Finish,
 }
 
+/// How many bytes a streamed write lets pile up unflushed before it asks for them to be flushed.
+const FLUSH_EVERY: u64 = 16 << 20;
+
 /// Writes pieces into a hidden file beside `target` on a blocking thread, and renames it to
-/// `target` on [`Piece::Finish`]. When the sender goes away without finishing (a refused or
-/// broken upload), the hidden file is removed and nothing is left under `target`.
+/// `target` on [`Piece::Finish`] once the bytes and the rename are on disk, so that a write
+/// that returns has been made durable. When the sender goes away without finishing (a refused
+/// or broken upload), the hidden file is removed and nothing is left under `target`.
+///
+/// The flushing overlaps the writing: every [`FLUSH_EVERY`] bytes, a second thread flushes what
+/// has been written so far while this one goes on writing, so the disk works while the bytes
+/// arrive and the flush at the end only has the tail left.
 pub(super) fn spawn_file_writer(
     target: PathBuf,
 ) -> (tokio::sync::mpsc::Sender<Piece>, tokio::task::JoinHandle<std::io::Result<()>>) {
@@ -107,13 +164,24 @@ pub(super) fn spawn_file_writer(
         let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let staging = dir.join(format!(".{name}.{}.partial", crate::model::new_id("", 8)));
         let mut file = std::fs::File::create(&staging)?;
+        let flusher = Flusher::start(file.try_clone()?);
         let outcome = (|| {
+            let mut unflushed = 0u64;
             while let Some(piece) = receiver.blocking_recv() {
                 match piece {
-                    Piece::Bytes(bytes) => file.write_all(&bytes)?,
+                    Piece::Bytes(bytes) => {
+                        file.write_all(&bytes)?;
+                        unflushed += bytes.len() as u64;
+                        if unflushed >= FLUSH_EVERY {
+                            flusher.request();
+                            unflushed = 0;
+                        }
+                    }
                     Piece::Finish => {
-                        file.flush()?;
-                        return std::fs::rename(&staging, &target);
+                        flusher.finish()?;
+                        file.sync_data()?;
+                        std::fs::rename(&staging, &target)?;
+                        return std::fs::File::open(dir)?.sync_all();
                     }
                 }
             }
