@@ -57,6 +57,7 @@ pub struct AppState {
     pub sluice_signs_urls: bool,
     pub fetcher: fetch::Fetcher,
     pub object_writer: service::writer::ObjectWriter,
+    pub event_writer: service::writer::EventWriter,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
     pub namespace_cache: TtlCache<(String, String), Arc<serde_json::Value>>,
@@ -94,6 +95,7 @@ impl AppState {
         let blobs = BlobStore::open_with_env(&config.storage_url, env)?;
         let signer = UrlSigner::new(&config.master_key, public_url);
         let object_writer = service::writer::ObjectWriter::start(store.clone());
+        let event_writer = service::writer::EventWriter::start(store.clone());
         Ok(Arc::new(AppState {
             store,
             blobs,
@@ -103,6 +105,7 @@ impl AppState {
             sluice_signs_urls: config.sluice_signs_urls,
             fetcher: fetch::Fetcher::new(config.fetch.clone())?,
             object_writer,
+            event_writer,
             auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
             namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
             bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),

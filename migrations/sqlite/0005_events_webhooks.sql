@@ -1,8 +1,8 @@
 -- The change feed. `seq` orders the feed; SQLite has one writer at a time, so rows commit in
--- `seq` order.
+-- `seq` order. The retention sweep walks `seq` from the oldest row.
 CREATE TABLE events (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    id            TEXT NOT NULL UNIQUE,
+    id            TEXT NOT NULL,
     org_id        TEXT NOT NULL,
     namespace_id  TEXT,
     event_type    TEXT NOT NULL,
@@ -14,7 +14,6 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_org ON events (org_id, seq);
 CREATE INDEX events_by_namespace ON events (namespace_id, seq) WHERE namespace_id IS NOT NULL;
-CREATE INDEX events_by_age ON events (created_at);
 
 -- Organization webhooks. The record lives in `doc`; signing secrets in it are sealed.
 CREATE TABLE webhooks (

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::jobs::{self, JobKind};
 use crate::model::{format_time, new_id, now};
 use crate::service::{namespaces, webhooks};
-use crate::store::{ClaimedJob, EventQuery, EventRow, NewEvent};
+use crate::store::{ClaimedJob, EventQuery, EventRow, NewEvent, RowEvent};
 
 /// The event types of the official SDK's `WebhookEventType`.
 pub const SDK_EVENT_TYPES: [&str; 43] = [
@@ -141,11 +141,52 @@ pub async fn record(
     };
     let hooks = webhooks::subscribers(state, org_id).await?;
     let (deliveries, jobs) = webhooks::plan(state, &event, &hooks);
+    if deliveries.is_empty() && jobs.is_empty() {
+        // The common case, no webhook to tell: written together with other requests' events.
+        let id = event.id.clone();
+        state.event_writer.insert(vec![std::sync::Arc::new(event)]).await?;
+        return Ok(id);
+    }
     state.store.insert_event(&event, &deliveries, &jobs).await?;
     if !jobs.is_empty() {
         jobs::wake(state);
     }
     Ok(event.id)
+}
+
+/// An event of `event_type` to write in the same statement as the row it is about, with the
+/// row as its payload; `None` when a webhook of the organization wants the event, whose
+/// deliveries [`record`] must queue with it.
+///
+/// # Errors
+///
+/// Fails on a store error reading the organization's webhooks.
+pub async fn row_event(
+    state: &AppState,
+    org_id: &str,
+    event_type: &str,
+) -> Result<Option<RowEvent>> {
+    let event = NewEvent {
+        id: new_id("evt_", 24),
+        org_id: org_id.to_string(),
+        namespace_id: None,
+        event_type: event_type.to_string(),
+        resource_type: resource_type(event_type, &Value::Null),
+        operation: operation(event_type).to_string(),
+        payload: Value::Null,
+        created_at: now(),
+    };
+    let hooks = webhooks::subscribers(state, org_id).await?;
+    if hooks.iter().any(|hook| webhooks::wants(hook, &event)) {
+        return Ok(None);
+    }
+    Ok(Some(RowEvent {
+        id: event.id,
+        event_type: event.event_type,
+        resource_type: event.resource_type,
+        operation: event.operation,
+        created_at: event.created_at,
+    }))
 }
 
 /// Records an event like [`record`], for a change that has already happened: a failure to
@@ -353,7 +394,7 @@ pub async fn run_sweep(state: &AppState, _job: &ClaimedJob) -> Result<()> {
     loop {
         let n = state.store.delete_events_before(&cutoff, SWEEP_CHUNK).await?;
         removed += n;
-        if n < SWEEP_CHUNK as u64 {
+        if n == 0 {
             break;
         }
     }

@@ -216,7 +216,7 @@ async fn create_in(
     body: Map<String, Value>,
     policy: Option<&str>,
 ) -> Result<Value> {
-    let prepared = prepare(state, ctx, body, "")?;
+    let mut prepared = prepare(state, ctx, body, "")?;
 
     if let Some((fields, default_policy)) = buckets::unique_key(&ctx.bucket) {
         let policy = policy.map(String::from).or(default_policy).ok_or_else(|| {
@@ -233,9 +233,19 @@ async fn create_in(
     if let Some(policy) = policy {
         Policy::parse(policy)?;
     }
+    // The event is written with the row unless a webhook's delivery must be queued with it.
+    let org = &ctx.caller.caller.org_id;
+    let row_event = events::row_event(state, org, "object.created").await?;
+    let event_written = match (row_event, Arc::get_mut(&mut prepared.row)) {
+        (Some(event), Some(row)) => {
+            row.created_event = Some(event);
+            true
+        }
+        _ => false,
+    };
     let mut created = insert_prepared(state, ctx, vec![prepared]).await?;
     let created = created.pop().ok_or_else(|| Error::Internal("insert returned no row".into()))?;
-    if created.replayed_by.is_none() {
+    if created.replayed_by.is_none() && !event_written {
         emit(state, ctx, "object.created", created.doc.clone()).await;
     }
     Ok(response(created.doc))
@@ -519,6 +529,7 @@ fn prepare(
         idempotency_key,
         unique_key,
         blob_hashes: hashes,
+        created_event: None,
     };
     Ok(Prepared { row: Arc::new(row), blobs: pending, skip_duplicates })
 }

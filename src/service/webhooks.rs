@@ -482,7 +482,7 @@ pub(crate) fn plan(
     (deliveries, jobs)
 }
 
-fn wants(hook: &Value, event: &NewEvent) -> bool {
+pub(crate) fn wants(hook: &Value, event: &NewEvent) -> bool {
     let listed = |key: &str, value: &str| {
         hook[key].as_array().into_iter().flatten().any(|v| v.as_str() == Some(value))
     };

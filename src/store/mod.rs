@@ -110,6 +110,23 @@ macro_rules! bind_value {
 }
 
 /// Binds the columns of each [`NewObject`] to a multi-row insert, in column order.
+/// Binds the [`RowEvent`]s of [`with_created_events`], each after its object's id.
+macro_rules! bind_created_events {
+    ($q:expr, $events:expr) => {{
+        let mut q = $q;
+        for (object_id, e) in &$events {
+            q = q
+                .bind(*object_id)
+                .bind(&e.id)
+                .bind(&e.event_type)
+                .bind(&e.resource_type)
+                .bind(&e.operation)
+                .bind(&e.created_at);
+        }
+        q
+    }};
+}
+
 macro_rules! bind_objects {
     ($q:expr, $objects:expr) => {{
         let mut q = $q;
@@ -292,6 +309,44 @@ pub struct NewObject {
     pub idempotency_key: Option<String>,
     pub unique_key: Option<String>,
     pub blob_hashes: Vec<String>,
+    /// A change event to record with the row, when the row is inserted.
+    pub created_event: Option<RowEvent>,
+}
+
+/// A change event written together with the row it is about; its payload is the stored record.
+#[derive(Debug, Clone)]
+pub struct RowEvent {
+    pub id: String,
+    pub event_type: String,
+    pub resource_type: String,
+    pub operation: String,
+    pub created_at: String,
+}
+
+/// The columns of each [`RowEvent`] in [`with_created_events`]: the object id it joins on, then
+/// the event's own.
+const ROW_EVENT_PARAMS: usize = 6;
+
+/// Wraps a multi-row object `INSERT … RETURNING id` (of `params` parameters) so that the same
+/// statement records, for each inserted row of the `events` listed after those parameters, its
+/// event with the stored record as payload. Rows skipped by `ON CONFLICT` get no event.
+fn with_created_events(insert: &str, params: usize, events: usize) -> String {
+    let insert = insert.replace(" RETURNING id", " RETURNING id, org_id, namespace_id, doc");
+    let rows: Vec<String> = (0..events)
+        .map(|i| {
+            let b = params + i * ROW_EVENT_PARAMS;
+            let cols: Vec<String> = (1..=ROW_EVENT_PARAMS).map(|c| format!("${}", b + c)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect();
+    format!(
+        "WITH o AS ({insert}), e AS (INSERT INTO events (id, org_id, namespace_id, event_type, \
+         resource_type, operation, payload, created_at) SELECT v.id, o.org_id, o.namespace_id, \
+         v.event_type, v.resource_type, v.operation, o.doc::text, v.created_at FROM o JOIN \
+         (VALUES {}) AS v (object_id, id, event_type, resource_type, operation, created_at) \
+         ON v.object_id = o.id) SELECT id FROM o",
+        rows.join(", ")
+    )
 }
 
 /// Size statistics of the live objects of a bucket.
@@ -851,6 +906,13 @@ impl Store {
             ));
         }
         sql.push_str(" ON CONFLICT DO NOTHING RETURNING id");
+        let events: Vec<(&str, &RowEvent)> = objects
+            .iter()
+            .filter_map(|o| o.created_event.as_ref().map(|e| (o.id.as_str(), e)))
+            .collect();
+        if !events.is_empty() && matches!(self.db, Db::Postgres(_)) {
+            sql = with_created_events(&sql, objects.len() * 8, events.len());
+        }
 
         let hashes: Vec<(&str, &str, &str)> = objects
             .iter()
@@ -860,15 +922,39 @@ impl Store {
             .collect();
 
         // One statement is atomic by itself: without blob hashes to record, the insert needs
-        // no explicit transaction, which saves two round trips per request.
-        let inserted: Vec<String> = if hashes.is_empty() {
-            with_pool!(self, pool => bind_objects!(sqlx::query_scalar(AssertSqlSafe(sql)), objects)
-                .fetch_all(pool)
-                .await)?
+        // no explicit transaction, which saves two round trips per request. On PostgreSQL the
+        // events are part of that statement; SQLite cannot insert from a `WITH` clause.
+        let separate_events = !events.is_empty() && matches!(self.db, Db::Sqlite(_));
+        let inserted: Vec<String> = if hashes.is_empty() && !separate_events {
+            with_pool!(self, pool => {
+                let q = bind_objects!(sqlx::query_scalar(AssertSqlSafe(sql)), objects);
+                bind_created_events!(q, events).fetch_all(pool).await
+            })?
         } else {
             in_transaction!(self, tx => {
                 let q = bind_objects!(sqlx::query_scalar(AssertSqlSafe(sql)), objects);
+                let q = if separate_events { q } else { bind_created_events!(q, events) };
                 let inserted: Vec<String> = q.fetch_all(&mut *tx).await?;
+                let fresh: Vec<(&NewObject, &RowEvent)> = objects
+                    .iter()
+                    .filter(|o| separate_events && inserted.contains(&o.id))
+                    .filter_map(|o| o.created_event.as_ref().map(|e| (*o, e)))
+                    .collect();
+                if !fresh.is_empty() {
+                    let mut q = sqlx::query(AssertSqlSafe(hooks::insert_events_sql(fresh.len())));
+                    for (o, e) in &fresh {
+                        q = q
+                            .bind(&e.id)
+                            .bind(&o.org_id)
+                            .bind(&o.namespace_id)
+                            .bind(&e.event_type)
+                            .bind(&e.resource_type)
+                            .bind(&e.operation)
+                            .bind(o.doc.to_string())
+                            .bind(&e.created_at);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
                 for (bucket_id, hash, object_id) in &hashes {
                     if inserted.iter().any(|id| id == object_id) {
                         sqlx::query(

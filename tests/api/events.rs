@@ -156,3 +156,26 @@ async fn sweeper_forgets_old_events(s: &TestServer) {
     assert_eq!(feed["results"], json!([]), "{feed}");
 }
 both_backends!(sweeper_forgets_old_events);
+
+/// A create answered by an earlier object (a taken idempotency key) records no second event;
+/// the one event carries the stored record.
+async fn replayed_create_records_one_event(s: &TestServer) {
+    let ns = s.namespace("replayed").await;
+    let bucket = s.bucket(&ns, "b", json!({"properties": {"t": {"type": "string"}}})).await;
+    let path = format!("/v1/buckets/{bucket}/objects");
+    let body = json!({"t": "once", "idempotency_key": "k-1"});
+    let (_, first) = s.post(&path, Some(&ns), body.clone()).await;
+    let (_, again) = s.post(&path, Some(&ns), body).await;
+    assert_eq!(first["object_id"], again["object_id"]);
+    // A later change: once its event shows, any event of the replay would show too.
+    s.post(&path, Some(&ns), json!({"t": "later"})).await;
+
+    let events = settled_feed(s, 2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["payload"]["t"], "later");
+    assert_eq!(events[0]["event_type"], "object.created");
+    assert_eq!(events[0]["payload"]["object_id"], first["object_id"]);
+    assert_eq!(events[0]["payload"]["t"], "once");
+    assert_eq!(events[0]["payload"]["bucket_id"], json!(bucket));
+}
+both_backends!(replayed_create_records_one_event);
