@@ -60,7 +60,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// Master key (32 bytes, base64) for signed URLs; default a key file in the data directory.
+    /// Master key (32 bytes, base64) for signed URLs and sealed secrets; default a key file in
+    /// the data directory.
     #[arg(long, env = "SLUICE_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
 

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod model;
 pub mod secrets;
 pub mod service;
+pub mod source;
 pub mod store;
 
 use std::future::Future;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub fetcher: fetch::Fetcher,
     pub object_writer: service::writer::ObjectWriter,
     pub event_writer: service::writer::EventWriter,
+    /// Seals and opens storage connection credentials.
+    pub connection_secrets: secrets::SecretBox,
     pub auth_cache: TtlCache<String, Caller>,
     /// Namespaces by (organization, name or id).
     pub namespace_cache: TtlCache<(String, String), Arc<serde_json::Value>>,
@@ -106,6 +109,7 @@ impl AppState {
             fetcher: fetch::Fetcher::new(config.fetch.clone())?,
             object_writer,
             event_writer,
+            connection_secrets: service::connections::secret_box(&config.master_key),
             auth_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
             namespace_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
             bucket_cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use sluice::config::{CommonArgs, LogFormat, ServeArgs};
+use sluice::secrets;
 use sluice::service::keys;
 use sluice::store::Store;
 
@@ -45,6 +46,19 @@ enum AdminCommand {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Seal the stored secrets (connection credentials, webhook signing secrets) under a new
+    /// master key. Stop every sluice process first, and start them again with the new key.
+    /// Running it again with the same keys finishes a rotation that was cut short. Signed URLs
+    /// handed out before the rotation stop working.
+    RotateMasterKey {
+        /// The new key: 32 bytes as base64 (for example `openssl rand -base64 32`).
+        #[arg(long, env = "SLUICE_NEW_MASTER_KEY", hide_env_values = true)]
+        new_key: String,
+        /// The current key; default `SLUICE_MASTER_KEY`, else the key file in the data
+        /// directory, which is then replaced by the new key.
+        #[arg(long, env = "SLUICE_MASTER_KEY", hide_env_values = true)]
+        current_key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,7 +131,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
         Command::Admin { common, command } => {
             init_logging(&common)?;
             let store = open_store(&common).await?;
-            let outcome = admin(&store, command).await;
+            let outcome = admin(&store, &common, command).await;
             store.close().await;
             outcome
         }
@@ -134,8 +148,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     sluice::run(config, listener, shutdown).await.map_err(|e| e.to_string())
 }
 
-async fn admin(store: &Store, command: AdminCommand) -> Result<(), String> {
+async fn admin(store: &Store, common: &CommonArgs, command: AdminCommand) -> Result<(), String> {
     match command {
+        AdminCommand::RotateMasterKey { new_key, current_key } => {
+            rotate_master_key(store, common, &new_key, current_key.as_deref()).await?;
+        }
         AdminCommand::Org(OrgCommand::Create { name }) => {
             let org = keys::create_organization(store, &name).await.map_err(|e| e.to_string())?;
             println!("{}", org.id);
@@ -163,6 +180,29 @@ async fn admin(store: &Store, command: AdminCommand) -> Result<(), String> {
             }
             println!("revoked {key_id}");
         }
+    }
+    Ok(())
+}
+
+async fn rotate_master_key(
+    store: &Store,
+    common: &CommonArgs,
+    new_key: &str,
+    current_key: Option<&str>,
+) -> Result<(), String> {
+    let new = secrets::decode(new_key)
+        .ok_or("--new-key: expected 32 bytes encoded as base64 (openssl rand -base64 32)")?;
+    let old = secrets::master_key(&common.data_dir, current_key).map_err(|e| e.to_string())?;
+    let connections = sluice::service::connections::reseal_all(store, &old, &new).await?;
+    let webhooks = sluice::service::webhooks::reseal_all(store, &old, &new).await?;
+    println!("re-sealed the credentials of {connections} connections");
+    println!("re-sealed the signing secrets of {webhooks} webhooks");
+    if current_key.is_none() {
+        secrets::replace_key_file(&common.data_dir, &new)
+            .map_err(|e| format!("could not write the new key file: {e}"))?;
+        println!("the key file in {} now holds the new key", common.data_dir.display());
+    } else {
+        println!("start every sluice process with SLUICE_MASTER_KEY set to the new key");
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! `master.key` in the data directory, created with mode 0600 on first start. Every process of
 //! one deployment must use the same key, so multi-process deployments set the variable.
 //!
-//! [`SecretBox`] encrypts secrets that sluice must read back later (webhook signing secrets)
-//! with ChaCha20-Poly1305 under a key derived from the master key.
+//! [`SecretBox`] encrypts secrets that sluice must read back later (webhook signing secrets,
+//! storage connection credentials) with ChaCha20-Poly1305 under a key derived from the master
+//! key.
 
 use std::path::Path;
 
@@ -68,6 +69,16 @@ impl SecretBox {
     }
 }
 
+/// Seals again under `new` a value sealed under `old`, for rotating the master key. A value
+/// that already opens under `new` is returned as it is, so that a rotation cut short can be run
+/// again with the same keys. `None` when it opens under neither.
+pub fn reseal(old: &SecretBox, new: &SecretBox, sealed: &str, context: &str) -> Option<String> {
+    if let Some(plain) = old.open(sealed, context) {
+        return Some(new.seal(&plain, context));
+    }
+    new.open(sealed, context).map(|_| sealed.to_string())
+}
+
 const KEY_FILE: &str = "master.key";
 
 /// Loads the master key, creating the key file when neither it nor the variable exists.
@@ -102,7 +113,24 @@ pub fn master_key(data_dir: &Path, from_env: Option<&str>) -> Result<[u8; 32], C
     }
 }
 
-fn decode(raw: &str) -> Option<[u8; 32]> {
+/// Replaces the key file in `data_dir` with `key`, for a rotation of a key that came from it.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn replace_key_file(data_dir: &Path, key: &[u8; 32]) -> std::io::Result<()> {
+    let path = data_dir.join(KEY_FILE);
+    let staged = data_dir.join(format!("{KEY_FILE}.new"));
+    match std::fs::remove_file(&staged) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    write_private(&staged, &STANDARD.encode(key))?;
+    std::fs::rename(&staged, &path)
+}
+
+/// Decodes a master key given as base64.
+pub fn decode(raw: &str) -> Option<[u8; 32]> {
     STANDARD.decode(raw.trim()).ok()?.try_into().ok()
 }
 

@@ -13,14 +13,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential};
-use object_store::client::{HttpRequest, HttpRequestBody};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use sluice::blob::{BlobBackend, BlobError, BlobStore, BlobStream};
 use sluice::model::StorageClass;
+
+#[path = "support/emulators.rs"]
+mod emulators;
+use emulators::{create_azure_container, create_gcs_bucket};
 
 const MIB: usize = 1 << 20;
 
@@ -144,13 +146,7 @@ async fn gcs_target() -> Option<Target> {
     let endpoint = setting("SLUICE_TEST_GCS_ENDPOINT")?;
     let credentials = setting("SLUICE_TEST_GCS_SERVICE_ACCOUNT")?;
     let bucket = unique_bucket();
-    let response = reqwest::Client::new()
-        .post(format!("{endpoint}/storage/v1/b?project=sluice-test"))
-        .json(&serde_json::json!({ "name": bucket }))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "creating a GCS bucket: {}", response.status());
+    create_gcs_bucket(&endpoint, &bucket).await;
 
     let host = endpoint.trim_start_matches("http://");
     let vars = env(&[("GOOGLE_SERVICE_ACCOUNT", &credentials), ("STORAGE_EMULATOR_HOST", host)]);
@@ -195,26 +191,6 @@ async fn create_s3_bucket(endpoint: &str, bucket: &str, key_id: &str, secret: &s
         "creating bucket {bucket}: {status} {}",
         response.text().await.unwrap()
     );
-}
-
-/// Creates a container with a request signed by object_store's Azure shared-key authorizer.
-async fn create_azure_container(endpoint: &str, account: &str, key: &str, container: &str) {
-    let mut request = HttpRequest::new(HttpRequestBody::empty());
-    *request.method_mut() = Method::PUT;
-    *request.uri_mut() = format!("{endpoint}/{container}?restype=container").parse().unwrap();
-    let credential = AzureCredential::AccessKey(AzureAccessKey::try_new(key).unwrap());
-    AzureAuthorizer::new(&credential, account).try_authorize(&mut request).unwrap();
-
-    let mut send = reqwest::Client::new()
-        .put(request.uri().to_string())
-        .header("content-length", "0")
-        .body("");
-    for (name, value) in request.headers() {
-        send = send.header(name.as_str(), value.as_bytes());
-    }
-    let response = send.send().await.unwrap();
-    let status = response.status();
-    assert!(status.is_success(), "creating container: {status} {}", response.text().await.unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------

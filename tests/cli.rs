@@ -154,3 +154,68 @@ fn admin_manages_organizations_and_keys() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+/// Sends a JSON request with curl and returns the HTTP status and the body.
+fn curl_json(port: u16, key: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {key}"), "-d", body])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn rotating_the_master_key_keeps_sealed_secrets_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let key = "sk_rotation_test_key_0123456";
+    let server = serve(dir.path(), port, &[("SLUICE_BOOTSTRAP_API_KEY", key)]);
+    let connection = r#"{"name": "feed", "provider_type": "rss", "provider_config": {
+        "credentials": {"type": "http_headers", "headers": {"Authorization": "Bearer t0ken"}}}}"#;
+    let (status, body) = curl_json(port, key, "POST", "/v1/organizations/connections", connection);
+    assert_eq!(status, 200, "{body}");
+    let webhook = r#"{"webhook_name": "w", "event_types": ["object.created"], "channels": [
+        {"channel": "webhook", "configs": {"url": "https://example.com/h",
+         "signing_secret": "whsec_1"}}]}"#;
+    let (status, body) = curl_json(port, key, "POST", "/v1/organizations/webhooks", webhook);
+    assert_eq!(status, 200, "{body}");
+    stop(server);
+
+    let rotate = |new: &str, current: Option<&str>| {
+        let mut command = sluice();
+        command.args(["admin", "rotate-master-key", "--new-key", new]);
+        command.env("SLUICE_DATA_DIR", dir.path());
+        if let Some(current) = current {
+            command.env("SLUICE_MASTER_KEY", current);
+        }
+        command.output().unwrap()
+    };
+    let new = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+    let output = rotate(new, None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(said.contains("credentials of 1 connections"), "{said}");
+    assert!(said.contains("signing secrets of 1 webhooks"), "{said}");
+    let file = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    assert_eq!(file.trim(), new);
+    // Run again with the same new key (as after an interruption): nothing breaks.
+    assert!(rotate(new, Some(new)).status.success());
+    // A key that sealed nothing here cannot take over: the secrets open under neither.
+    let stranger = "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICA=";
+    let output = rotate(stranger, Some(stranger));
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("neither key"));
+    assert!(rotate("short", None).status.code() != Some(0));
+
+    // Restarted on the new key file, the connection's credentials open for its test.
+    let server = serve(dir.path(), port, &[]);
+    let (status, body) =
+        curl_json(port, key, "POST", "/v1/organizations/connections/feed/test", "{}");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""success":true"#), "{body}");
+    stop(server);
+}

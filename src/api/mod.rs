@@ -22,8 +22,8 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::error::Error;
 use handlers::{
-    batches, buckets, collections, events, files, health, namespaces, objects, tasks, uploads,
-    webhooks,
+    batches, buckets, collections, connections, events, files, health, namespaces, objects, tasks,
+    uploads, webhooks,
 };
 
 /// Builds the router of the whole API.
@@ -96,6 +96,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/organizations/webhooks/{webhook}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
         )
+        .route("/organizations/connections", post(connections::create))
+        .route("/organizations/connections/list", post(connections::list))
+        .route(
+            "/organizations/connections/{connection}",
+            get(connections::get).patch(connections::update).delete(connections::delete),
+        )
+        .route("/organizations/connections/{connection}/test", post(connections::test))
         .route("/events", get(events::list));
 
     finish(Router::new().nest("/v1", v1).route("/openapi.json", get(health::openapi)), state)

@@ -304,6 +304,23 @@ impl BlobStore {
         Ok(self.stored(key, tally.size, result.e_tag, tally.sha256()))
     }
 
+    /// Lists at most `limit` blobs under the store's prefix and answers how many there were:
+    /// a check that the store can be reached and its credentials allow listing.
+    ///
+    /// # Errors
+    ///
+    /// The store's refusal or a network failure.
+    pub async fn count_some(&self, limit: usize) -> Result<usize, BlobError> {
+        use futures::StreamExt;
+        let mut listing = self.inner.list(Some(&self.prefix)).take(limit);
+        let mut seen = 0;
+        while let Some(entry) = listing.next().await {
+            entry?;
+            seen += 1;
+        }
+        Ok(seen)
+    }
+
     /// The metadata of the blob under `key`, with its storage class read back from the store;
     /// `None` when there is none.
     ///

@@ -252,6 +252,38 @@ impl Fetcher {
         &self.policy
     }
 
+    /// The HTTP client, for requests the fetcher does not shape itself (such as signed API
+    /// calls): it connects only to addresses the policy permits and follows no redirect.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Checks `url` as [`FetchPolicy::check_url`] does and, for a host name, that every address
+    /// it resolves to now is permitted: for clients that resolve names themselves.
+    // Limitation: the client that connects afterwards resolves the name again, so a name whose
+    // answer changes between the two lookups is not caught here.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError::BadUrl`], [`FetchError::Forbidden`], or [`FetchError::Network`] when the
+    /// name does not resolve.
+    pub async fn check_resolved(&self, url: &str) -> Result<(), FetchError> {
+        let url = self.policy.check_url(url)?;
+        let Some(Host::Domain(host)) = url.host() else { return Ok(()) };
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| FetchError::Network(format!("the host {host} could not be resolved")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(FetchError::Network(format!("the host {host} could not be resolved")));
+        }
+        if addrs.iter().all(|a| self.policy.permits(a.ip())) {
+            return Ok(());
+        }
+        Err(FetchError::Forbidden(format!("the host {host} resolves to a non-public address")))
+    }
+
     /// Starts a GET of `url` and returns the final response's head and its body as a stream.
     /// Redirects are followed; the policy's timeout covers everything up to the last body byte.
     ///

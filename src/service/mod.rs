@@ -5,6 +5,7 @@ pub mod batches;
 pub mod buckets;
 pub mod cache;
 pub mod collections;
+pub mod connections;
 pub mod events;
 pub mod keys;
 pub mod mirror;

@@ -143,10 +143,12 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateNamespace) -> 
     });
 
     let name = doc["namespace_name"].as_str().unwrap_or_default();
-    state.store.insert_namespace(&caller.org_id, &id, name, &doc).await.map_err(|e| match e {
-        StoreError::Duplicate => name_taken(name),
-        other => other.into(),
-    })?;
+    state.store.insert_named(Table::Namespaces, &caller.org_id, &id, name, &doc).await.map_err(
+        |e| match e {
+            StoreError::Duplicate => name_taken(name),
+            other => other.into(),
+        },
+    )?;
     tracing::info!(namespace.id = %id, "namespace created");
     crate::service::collections::ensure_for_namespace(state, &caller.org_id, &doc).await?;
     schedule_expiry(state, &caller.org_id, &doc).await?;

@@ -37,6 +37,8 @@ use crate::store::{
 };
 use crate::{AppState, LOOKUP_CACHE_TTL};
 
+/// What `SecretBox` keys for signing secrets are derived for.
+const SECRET_PURPOSE: &str = "sluice webhook signing secrets";
 /// What a signing secret reads back as.
 const REDACTED: &str = "redacted";
 /// The key of a channel's sealed signing secret inside the stored record.
@@ -68,7 +70,7 @@ impl Hooks {
     pub fn new(settings: WebhookSettings, master_key: &[u8; 32]) -> Self {
         Self {
             settings,
-            secrets: SecretBox::new(master_key, "sluice webhook signing secrets"),
+            secrets: SecretBox::new(master_key, SECRET_PURPOSE),
             cache: TtlCache::new(LOOKUP_CACHE_TTL, 10_000),
         }
     }
@@ -146,7 +148,8 @@ pub async fn create(state: &AppState, caller: &Caller, body: Value) -> Result<Va
     });
     doc["channels"] = Value::Array(seal_channels(state, &id, channels, &[]));
 
-    let inserted = state.store.insert_webhook(&caller.org_id, &id, &name, &doc).await;
+    let inserted =
+        state.store.insert_named(Table::Webhooks, &caller.org_id, &id, &name, &doc).await;
     state.hooks.cache.clear();
     inserted.map_err(|e| duplicate_name(e, &name))?;
     tracing::info!(webhook.id = %id, "webhook created");
@@ -429,6 +432,42 @@ fn seal_channels(
             stored
         })
         .collect()
+}
+
+/// Seals every webhook's signing secrets again under a new master key; returns how many
+/// webhooks were re-sealed. See [`crate::service::connections::reseal_all`].
+///
+/// # Errors
+///
+/// Fails when a secret opens under neither key (nothing is changed then), or on a store error.
+pub async fn reseal_all(
+    store: &crate::store::Store,
+    old_master: &[u8; 32],
+    new_master: &[u8; 32],
+) -> std::result::Result<usize, String> {
+    let old = SecretBox::new(old_master, SECRET_PURPOSE);
+    let new = SecretBox::new(new_master, SECRET_PURPOSE);
+    let rows = store.all_docs(Table::Webhooks).await.map_err(|e| e.to_string())?;
+    let mut resealed = Vec::new();
+    for (id, mut doc) in rows {
+        let mut changed = false;
+        for channel in doc["channels"].as_array_mut().into_iter().flatten() {
+            let Some(sealed) = channel.get(SEALED).and_then(Value::as_str) else { continue };
+            let sealed = crate::secrets::reseal(&old, &new, sealed, &id).ok_or_else(|| {
+                format!("a signing secret of webhook {id} opens under neither key")
+            })?;
+            channel[SEALED] = json!(sealed);
+            changed = true;
+        }
+        if changed {
+            resealed.push((id, doc));
+        }
+    }
+    for (id, doc) in &resealed {
+        let name = doc["webhook_name"].as_str();
+        store.update_doc(Table::Webhooks, id, name, doc).await.map_err(|e| e.to_string())?;
+    }
+    Ok(resealed.len())
 }
 
 // Fan-out.

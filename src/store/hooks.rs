@@ -319,30 +319,6 @@ impl Store {
 
     // Webhooks.
 
-    /// Stores a new webhook.
-    ///
-    /// # Errors
-    ///
-    /// [`super::StoreError::Duplicate`] when the organization has a webhook of that name.
-    pub async fn insert_webhook(
-        &self,
-        org_id: &str,
-        id: &str,
-        name: &str,
-        doc: &Value,
-    ) -> StoreResult<()> {
-        let sql = "INSERT INTO webhooks (id, org_id, name, doc) VALUES ($1, $2, $3, $4)";
-        with_pool!(self, pool => sqlx::query(sql)
-            .bind(id)
-            .bind(org_id)
-            .bind(name)
-            .bind(Json(doc))
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
-        Ok(())
-    }
-
     /// Every webhook record of an organization, oldest first.
     ///
     /// # Errors

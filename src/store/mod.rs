@@ -160,6 +160,7 @@ macro_rules! bind_job {
 }
 
 mod batches;
+mod connections;
 mod hooks;
 mod jobs;
 pub use batches::{
@@ -194,6 +195,7 @@ pub enum Table {
     Batches,
     Collections,
     Documents,
+    Connections,
 }
 
 impl Table {
@@ -208,6 +210,7 @@ impl Table {
             Table::Batches => "batches",
             Table::Collections => "collections",
             Table::Documents => "documents",
+            Table::Connections => "connections",
         }
     }
 }
@@ -596,7 +599,11 @@ impl Store {
         binds.push(SqlValue::Text(ident.to_string()));
         let n = binds.len();
         match table {
-            Table::Namespaces | Table::Buckets | Table::Webhooks | Table::Collections => {
+            Table::Namespaces
+            | Table::Buckets
+            | Table::Webhooks
+            | Table::Collections
+            | Table::Connections => {
                 sql.push_str(&format!(" AND (id = ${n} OR name = ${n})"));
             }
             Table::Objects => sql.push_str(&format!(" AND id = ${n} AND deleted_at IS NULL")),
@@ -678,20 +685,23 @@ impl Store {
 
     // Namespaces.
 
-    /// Stores a new namespace.
+    /// Stores a new named record of an organization: a namespace, webhook or connection.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Duplicate`] when the organization has a namespace of that name or id.
-    pub async fn insert_namespace(
+    /// [`StoreError::Duplicate`] when the organization has a record of that name (or id) in
+    /// `table`.
+    pub async fn insert_named(
         &self,
+        table: Table,
         org_id: &str,
         id: &str,
         name: &str,
         doc: &Value,
     ) -> StoreResult<()> {
-        let sql = "INSERT INTO namespaces (id, org_id, name, doc) VALUES ($1, $2, $3, $4)";
-        with_pool!(self, pool => sqlx::query(sql)
+        let sql =
+            format!("INSERT INTO {} (id, org_id, name, doc) VALUES ($1, $2, $3, $4)", table.name());
+        with_pool!(self, pool => sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .bind(org_id)
             .bind(name)

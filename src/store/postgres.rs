@@ -46,5 +46,6 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0005_events_webhooks.sql"),
         ),
         migration(6, "batches", include_str!("../../migrations/postgres/0006_batches.sql")),
+        migration(7, "connections", include_str!("../../migrations/postgres/0007_connections.sql")),
     ])
 }

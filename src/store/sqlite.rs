@@ -40,5 +40,6 @@ pub(super) fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0005_events_webhooks.sql"),
         ),
         migration(6, "batches", include_str!("../../migrations/sqlite/0006_batches.sql")),
+        migration(7, "connections", include_str!("../../migrations/sqlite/0007_connections.sql")),
     ])
 }

@@ -4,9 +4,12 @@
 //! on SQLite and on PostgreSQL alike.
 
 mod common;
+#[path = "../support/emulators.rs"]
+mod emulators;
 
 mod batches;
 mod buckets;
+mod connections;
 mod errors;
 mod events;
 mod mirror;

@@ -3,6 +3,7 @@
 pub mod batches;
 pub mod buckets;
 pub mod collections;
+pub mod connections;
 pub mod events;
 pub mod files;
 pub mod health;

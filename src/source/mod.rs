@@ -1,0 +1,235 @@
+//! Sources: the storage systems a connection reaches. For now this holds the connection test,
+//! which proves that a connection's settings and credentials let sluice list what it names.
+
+pub mod sigv4;
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::blob::BlobStore;
+use crate::fetch::Fetcher;
+
+/// How long a connection test may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The outcome of a connection test, as the test endpoint reports it.
+#[derive(Debug)]
+pub struct Probe {
+    pub success: bool,
+    pub message: String,
+    pub details: Value,
+}
+
+impl Probe {
+    fn ok(message: impl Into<String>, details: Value) -> Self {
+        Self { success: true, message: message.into(), details }
+    }
+
+    fn failed(message: impl Into<String>) -> Self {
+        Self { success: false, message: message.into(), details: json!({}) }
+    }
+}
+
+/// Tests a connection of `provider` with its settings (`config`, defaults applied) and its
+/// opened credentials. Never fails: a refusal or an unreachable store is a failed [`Probe`]
+/// whose message says why, without the credentials.
+pub async fn probe(
+    fetcher: &Fetcher,
+    provider: &str,
+    config: &Map<String, Value>,
+    credentials: &Map<String, Value>,
+) -> Probe {
+    let run = async {
+        match provider {
+            "s3" | "tigris" | "backblaze" | "supabase" => {
+                probe_s3(fetcher, config, credentials).await
+            }
+            "gcs" => probe_gcs(fetcher, config, credentials).await,
+            "azure_blob" => probe_azure(fetcher, config, credentials).await,
+            "rss" | "http_api" => Probe::ok(
+                "the settings are valid; the URL to read is each sync's source_path and is \
+                 checked when the sync is created",
+                json!({"checked": "settings"}),
+            ),
+            other => Probe::failed(format!("sluice cannot reach {other} storage")),
+        }
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, run).await.unwrap_or_else(|_| {
+        Probe::failed(format!("the store did not answer within {} s", PROBE_TIMEOUT.as_secs()))
+    })
+}
+
+fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The S3 endpoint a connection's requests go to.
+pub fn s3_endpoint(provider: &str, config: &Map<String, Value>) -> Option<String> {
+    if let Some(endpoint) = text(config, "endpoint_url") {
+        return Some(endpoint.trim_end_matches('/').to_string());
+    }
+    let region = text(config, "region").unwrap_or("us-east-1");
+    let scheme = if config.get("use_ssl") == Some(&Value::Bool(false)) { "http" } else { "https" };
+    match provider {
+        "s3" if region == "us-east-1" => Some(format!("{scheme}://s3.amazonaws.com")),
+        "s3" => Some(format!("{scheme}://s3.{region}.amazonaws.com")),
+        "backblaze" if region != "auto" => Some(format!("{scheme}://s3.{region}.backblazeb2.com")),
+        _ => None,
+    }
+}
+
+/// Lists the buckets the key can see (`GET /`, ListBuckets), signed with SigV4.
+async fn probe_s3(
+    fetcher: &Fetcher,
+    config: &Map<String, Value>,
+    credentials: &Map<String, Value>,
+) -> Probe {
+    let provider = text(config, "provider_type").unwrap_or("s3");
+    let Some(endpoint) = s3_endpoint(provider, config) else {
+        return Probe::failed("the connection names no endpoint_url or region to reach");
+    };
+    let url = match fetcher.policy().check_url(&endpoint) {
+        Ok(url) => url,
+        Err(e) => return Probe::failed(format!("endpoint_url: {e}")),
+    };
+    let (key_id, secret) = match credentials.get("type").and_then(Value::as_str) {
+        Some("application_key") => {
+            (text(credentials, "key_id"), text(credentials, "application_key"))
+        }
+        _ => (text(credentials, "access_key_id"), text(credentials, "secret_access_key")),
+    };
+    let (Some(key_id), Some(secret)) = (key_id, secret) else {
+        return Probe::failed("the credentials hold no access key");
+    };
+    let keys = sigv4::Credentials {
+        access_key_id: key_id,
+        secret_access_key: secret,
+        session_token: text(credentials, "session_token"),
+    };
+    let host = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        (None, _) => return Probe::failed("endpoint_url has no host"),
+    };
+    let path = if url.path().is_empty() { "/" } else { url.path() };
+    let region = text(config, "region").unwrap_or("us-east-1");
+    let at = time::OffsetDateTime::now_utc();
+    let headers = sigv4::sign(&keys, region, "GET", &host, path, "", at);
+
+    let mut request = fetcher.client().get(url.as_str()).timeout(PROBE_TIMEOUT);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return Probe::failed(format!("could not reach {host}: {}", describe(&e))),
+    };
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        let buckets = body.matches("<Bucket>").count();
+        return Probe::ok(
+            format!("listed the buckets of the key at {host}"),
+            json!({"endpoint": endpoint, "buckets_visible": buckets}),
+        );
+    }
+    let code = xml_field(&body, "Code").unwrap_or_default();
+    let message = xml_field(&body, "Message").unwrap_or_default();
+    Probe {
+        success: false,
+        message: format!(
+            "{host} refused the credentials: HTTP {} {code} {message}",
+            status.as_u16()
+        )
+        .trim_end()
+        .to_string(),
+        details: json!({"status_code": status.as_u16(), "error_code": code}),
+    }
+}
+
+/// Lists one object of the connection's bucket and prefix.
+async fn probe_gcs(
+    fetcher: &Fetcher,
+    config: &Map<String, Value>,
+    credentials: &Map<String, Value>,
+) -> Probe {
+    let key = match credentials.get("service_account_json") {
+        Some(Value::String(json)) => json.clone(),
+        Some(other) => other.to_string(),
+        None => return Probe::failed("the credentials hold no service account key"),
+    };
+    let mut env = vec![("GOOGLE_SERVICE_ACCOUNT_KEY".to_string(), key)];
+    if let Some(endpoint) = text(config, "endpoint_url") {
+        if let Err(e) = fetcher.check_resolved(endpoint).await {
+            return Probe::failed(format!("endpoint_url: {e}"));
+        }
+        env.push(("STORAGE_EMULATOR_HOST".to_string(), endpoint.to_string()));
+    }
+    let bucket = text(config, "bucket").unwrap_or_default();
+    let prefix = text(config, "prefix").unwrap_or_default();
+    list_one(&format!("gs://{bucket}/{prefix}"), env, &format!("bucket {bucket}")).await
+}
+
+/// Lists one blob of the connection's container and prefix.
+async fn probe_azure(
+    fetcher: &Fetcher,
+    config: &Map<String, Value>,
+    credentials: &Map<String, Value>,
+) -> Probe {
+    let account = text(credentials, "account_name").or_else(|| text(config, "account_name"));
+    let Some(account) = account else {
+        return Probe::failed("the connection names no storage account");
+    };
+    let mut env = vec![("AZURE_STORAGE_ACCOUNT_NAME".to_string(), account.to_string())];
+    match credentials.get("type").and_then(Value::as_str) {
+        Some("managed_identity") => {
+            if let Some(client) = text(credentials, "client_id") {
+                env.push(("AZURE_CLIENT_ID".to_string(), client.to_string()));
+            }
+        }
+        _ => {
+            let Some(key) = text(credentials, "account_key") else {
+                return Probe::failed("the credentials hold no account key");
+            };
+            env.push(("AZURE_STORAGE_ACCOUNT_KEY".to_string(), key.to_string()));
+        }
+    }
+    if let Some(endpoint) = text(config, "endpoint_url") {
+        if let Err(e) = fetcher.check_resolved(endpoint).await {
+            return Probe::failed(format!("endpoint_url: {e}"));
+        }
+        env.push(("AZURE_STORAGE_ENDPOINT".to_string(), endpoint.to_string()));
+    }
+    let container = text(config, "container").unwrap_or_default();
+    let prefix = text(config, "prefix").unwrap_or_default();
+    list_one(&format!("az://{container}/{prefix}"), env, &format!("container {container}")).await
+}
+
+async fn list_one(url: &str, env: Vec<(String, String)>, what: &str) -> Probe {
+    let store = match BlobStore::open_with_env(url, env) {
+        Ok(store) => store,
+        Err(e) => return Probe::failed(format!("the settings are not usable: {e}")),
+    };
+    match store.count_some(1).await {
+        Ok(seen) => Probe::ok(format!("listed the {what}"), json!({"objects_seen": seen})),
+        Err(e) => Probe::failed(format!("could not list the {what}: {e}")),
+    }
+}
+
+/// The innermost cause of a client error, which names what failed (a refused address, a TLS
+/// problem) more plainly than the outer layers.
+fn describe(error: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = error;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+/// The text of the first `<name>` element of an S3 error document.
+fn xml_field(body: &str, name: &str) -> Option<String> {
+    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].to_string())
+}
