@@ -24,6 +24,7 @@ async fn document_matches_the_router() {
             .replace("{upload_id}", "uplx")
             .replace("{identifier}", "whx")
             .replace("{delivery_id}", "dlvx")
+            .replace("{connection_identifier}", "connx")
             .replace("{batch_id}", "btch_x")
             .replace("{collection_identifier}", "colx")
             .replace("{document_id}", "docx")
