@@ -22,8 +22,8 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::error::Error;
 use handlers::{
-    batches, buckets, collections, connections, events, files, health, namespaces, objects, tasks,
-    uploads, webhooks,
+    batches, buckets, collections, connections, events, files, health, namespaces, objects, syncs,
+    tasks, uploads, webhooks,
 };
 
 /// Builds the router of the whole API.
@@ -70,6 +70,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/buckets/{bucket}/batches/{batch}/submit", post(batches::submit))
         .route("/buckets/{bucket}/batches/{batch}/cancel", post(batches::cancel))
         .route("/buckets/{bucket}/batches/{batch}/retry", post(batches::retry))
+        .route("/buckets/{bucket}/syncs", post(syncs::create))
+        .route("/buckets/{bucket}/syncs/list", post(syncs::list))
+        .route(
+            "/buckets/{bucket}/syncs/{sync}",
+            get(syncs::get).patch(syncs::update).delete(syncs::delete),
+        )
+        .route("/buckets/{bucket}/syncs/{sync}/trigger", post(syncs::trigger))
+        .route("/buckets/{bucket}/syncs/{sync}/pause", post(syncs::pause))
+        .route("/buckets/{bucket}/syncs/{sync}/resume", post(syncs::resume))
+        .route("/buckets/{bucket}/syncs/{sync}/unlock", post(syncs::unlock))
+        .route("/buckets/{bucket}/syncs/{sync}/jobs", post(syncs::runs))
+        .route("/buckets/{bucket}/syncs/{sync}/jobs/{job}", get(syncs::run))
+        .route("/buckets/{bucket}/syncs/{sync}/metrics", get(syncs::metrics))
         .route("/batches/list", post(batches::list_all))
         .route("/batches/{batch}", get(batches::get_by_id))
         .route("/batches/{batch}/cancel", post(batches::cancel_by_id))

@@ -103,6 +103,17 @@ pub enum BlobBackend {
     Azure,
 }
 
+/// A blob as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedBlob {
+    /// The key, relative to the store's prefix.
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    /// RFC 3339, as [`crate::model::format_time`] writes it.
+    pub last_modified: String,
+}
+
 /// Where a blob was written and what it holds.
 #[derive(Debug, Clone)]
 pub struct StoredBlob {
@@ -302,6 +313,37 @@ impl BlobStore {
         let result = writer.finish().await?;
         self.record_class(&location, class).await?;
         Ok(self.stored(key, tally.size, result.e_tag, tally.sha256()))
+    }
+
+    /// The prefix every key of this store is under (`""` for none).
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_ref()
+    }
+
+    /// Lists every blob under the store's prefix, as the store answers page by page: the
+    /// listing is never held whole. Keys are relative to the prefix.
+    pub fn list_all(&self) -> futures::stream::BoxStream<'_, Result<ListedBlob, BlobError>> {
+        use futures::StreamExt;
+        let prefix = self.prefix.clone();
+        self.inner
+            .list(Some(&self.prefix))
+            .map(move |entry| {
+                let meta = entry?;
+                let parts: Vec<String> = match meta.location.prefix_match(&prefix) {
+                    Some(parts) => parts.map(|p| p.as_ref().to_string()).collect(),
+                    None => meta.location.parts().map(|p| p.as_ref().to_string()).collect(),
+                };
+                Ok(ListedBlob {
+                    key: parts.join("/"),
+                    size: meta.size,
+                    etag: meta.e_tag,
+                    last_modified: wire::format_timestamp_micros(
+                        meta.last_modified.timestamp_micros(),
+                    )
+                    .unwrap_or_default(),
+                })
+            })
+            .boxed()
     }
 
     /// Lists at most `limit` blobs under the store's prefix and answers how many there were:

@@ -54,6 +54,8 @@ pub enum JobKind {
     BatchProcess,
     /// Cancels a draft batch that was never submitted.
     BatchExpireDraft,
+    /// Runs a sync: copies new and changed files of a connection into a bucket.
+    SyncRun,
 }
 
 /// How often a job is tried and how long it waits between attempts.
@@ -79,7 +81,7 @@ impl RetryPolicy {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 11] = [
+    pub const ALL: [JobKind; 12] = [
         Self::NamespaceDelete,
         Self::BucketDelete,
         Self::BucketRetier,
@@ -91,6 +93,7 @@ impl JobKind {
         Self::EventsSweep,
         Self::BatchProcess,
         Self::BatchExpireDraft,
+        Self::SyncRun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +109,7 @@ impl JobKind {
             Self::EventsSweep => "events.sweep",
             Self::BatchProcess => "batch.process",
             Self::BatchExpireDraft => "batch.expire_draft",
+            Self::SyncRun => "sync.run",
         }
     }
 
@@ -324,6 +328,7 @@ async fn dispatch(state: &AppState, job: &ClaimedJob) -> Result<()> {
         Some(JobKind::WebhookDeliver) => crate::service::webhooks::run_delivery(state, job).await,
         Some(JobKind::EventsSweep) => crate::service::events::run_sweep(state, job).await,
         Some(JobKind::BatchProcess) => crate::service::processing::run_slice(state, job).await,
+        Some(JobKind::SyncRun) => crate::service::syncs::run(state, job).await,
         Some(JobKind::BatchExpireDraft) => {
             crate::service::batches::run_draft_expiry(state, job).await
         }

@@ -456,6 +456,27 @@ pub async fn reseal_all(
     Ok(resealed.len())
 }
 
+/// A connection of the organization as a sync reads it: the record, its provider, its settings
+/// and its opened credentials.
+///
+/// # Errors
+///
+/// 404 when the organization has no such connection, 422 when it is archived.
+pub(crate) async fn for_sync(
+    state: &AppState,
+    caller: &Caller,
+    ident: &str,
+) -> Result<(Value, Map<String, Value>, Map<String, Value>)> {
+    let doc = load(state, caller, ident).await?;
+    if doc["status"] == "ARCHIVED" {
+        return Err(Error::invalid("connection_id", "the connection is archived"));
+    }
+    let id = doc["connection_id"].as_str().unwrap_or_default().to_string();
+    let credentials = open_credentials(state, &doc, &id)?;
+    let settings = doc["provider_config"].as_object().cloned().unwrap_or_default();
+    Ok((doc, settings, credentials))
+}
+
 /// The box connection credentials are sealed with under `master_key`.
 pub fn secret_box(master_key: &[u8; 32]) -> SecretBox {
     SecretBox::new(master_key, SECRET_PURPOSE)

@@ -210,6 +210,75 @@ pub(crate) async fn create_from_upload(
     create_in(state, &ctx, body, policy).await
 }
 
+/// Creates the object of a file a sync copied: the file becomes its blob where it is, with
+/// `fields` as its custom fields.
+///
+/// # Errors
+///
+/// 422 when the fields break the schema; 409 for a taken unique key.
+pub(crate) async fn create_from_sync(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket_id: &str,
+    file: &SyncedFile,
+    mut fields: Map<String, Value>,
+) -> Result<Value> {
+    let mut ctx = bucket_ctx(state, caller, bucket_id).await?;
+    let digest = Sha256::digest(file.source_key.as_bytes());
+    let reference = format!("upl_sync_{}", &hex(&digest)[..16]);
+    ctx.uploads.insert(reference.clone(), UploadedBlob::synced(file));
+    let blob = json!({"property": file.blob_property, "type": file.blob_type,
+                      "upload_id": reference});
+    fields.insert("blobs".into(), json!([blob]));
+    create_in(state, &ctx, fields, None).await
+}
+
+/// Points an object's blob of `file.blob_property` at a newer copy of its source file, and
+/// deletes the bytes of the copy it replaces.
+///
+/// # Errors
+///
+/// 404 when the object is gone.
+pub(crate) async fn replace_synced_blob(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket_id: &str,
+    object_id: &str,
+    file: &SyncedFile,
+) -> Result<Value> {
+    let ctx = bucket_ctx(state, caller, bucket_id).await?;
+    let row = state.store.get(Table::Objects, ctx.scope(), object_id).await?;
+    let mut doc = row.ok_or_else(|| Error::not_found("object", object_id))?.doc;
+    let blobs = doc["blobs"].as_array_mut().ok_or_else(|| Error::not_found("blob", object_id))?;
+    let Some(blob) = blobs.iter_mut().find(|b| b["property"] == json!(file.blob_property)) else {
+        return Err(Error::not_found("blob", &file.blob_property));
+    };
+    let previous = blob["properties"]["storage_key"].as_str().map(String::from);
+    blob["properties"]["storage_key"] = json!(file.storage_key);
+    blob["properties"]["storage_class"] = json!(ctx.class.as_str());
+    blob["details"] = json!({"filename": file.filename, "size_bytes": file.size,
+                             "mime_type": file.mime, "hash": format!("sha256:{}", file.sha256)});
+    doc["updated_at"] = json!(now());
+    let size = doc["blobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["details"]["size_bytes"].as_i64())
+        .sum();
+    let unique_key = match buckets::unique_key(&ctx.bucket) {
+        Some((fields, _)) => Some(unique_value(&doc, &fields)?),
+        None => None,
+    };
+    state.store.update_object(object_id, &doc, unique_key.as_deref(), size).await?;
+    if let Some(previous) = previous.filter(|p| *p != file.storage_key)
+        && let Err(e) = state.blobs.delete(&previous).await
+    {
+        tracing::warn!(error = %e, "could not delete the bytes of a replaced synced file");
+    }
+    emit(state, &ctx, "object.updated", doc.clone()).await;
+    Ok(response(doc))
+}
+
 async fn create_in(
     state: &AppState,
     ctx: &BucketCtx<'_>,
@@ -258,7 +327,8 @@ async fn emit(state: &AppState, ctx: &BucketCtx<'_>, event_type: &str, payload: 
     events::record_logged(state, org, namespace, event_type, payload).await;
 }
 
-/// Bytes that arrived through an upload and become a blob where they are.
+/// Bytes already in managed storage (sent to an upload URL, or copied by a sync) that become a
+/// blob where they are.
 #[derive(Debug, Clone)]
 pub(crate) struct UploadedBlob {
     key: String,
@@ -266,12 +336,40 @@ pub(crate) struct UploadedBlob {
     mime: String,
     filename: String,
     sha256: Option<String>,
+    /// For a sync's copy: the sync and the file's key in the source.
+    synced_from: Option<(String, String)>,
+}
+
+/// A file a sync copied into managed storage, to become an object's blob.
+#[derive(Debug, Clone)]
+pub struct SyncedFile {
+    pub sync_id: String,
+    pub source_key: String,
+    pub storage_key: String,
+    pub size: u64,
+    pub mime: String,
+    pub filename: String,
+    pub sha256: String,
+    pub blob_property: String,
+    pub blob_type: String,
 }
 
 impl UploadedBlob {
+    fn synced(file: &SyncedFile) -> Self {
+        UploadedBlob {
+            key: file.storage_key.clone(),
+            size: file.size,
+            mime: file.mime.clone(),
+            filename: file.filename.clone(),
+            sha256: Some(file.sha256.clone()),
+            synced_from: Some((file.sync_id.clone(), file.source_key.clone())),
+        }
+    }
+
     fn of(upload: &Value, size: u64, sha256: Option<&str>) -> Self {
         let text = |k: &str| upload[k].as_str().unwrap_or_default().to_string();
         UploadedBlob {
+            synced_from: None,
             key: text("s3_key"),
             size,
             mime: text("content_type"),
@@ -582,8 +680,13 @@ fn blob_doc(
                 .get(&upload_id)
                 .ok_or_else(|| Error::not_found("upload", &upload_id))?;
             let hash = uploaded.sha256.as_ref().map(|h| format!("sha256:{h}"));
-            let properties = json!({"storage_key": uploaded.key, "source": "upload",
-                                    "upload_id": upload_id, "storage_class": ctx.class.as_str()});
+            let properties = match &uploaded.synced_from {
+                Some((sync_id, source_key)) => json!({"storage_key": uploaded.key,
+                    "source": "sync", "sync_config_id": sync_id, "source_key": source_key,
+                    "storage_class": ctx.class.as_str()}),
+                None => json!({"storage_key": uploaded.key, "source": "upload",
+                    "upload_id": upload_id, "storage_class": ctx.class.as_str()}),
+            };
             let details = json!({"filename": uploaded.filename, "size_bytes": uploaded.size,
                                  "mime_type": uploaded.mime, "hash": hash});
             (properties, details, None)

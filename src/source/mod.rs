@@ -45,8 +45,7 @@ pub async fn probe(
             "s3" | "tigris" | "backblaze" | "supabase" => {
                 probe_s3(fetcher, config, credentials).await
             }
-            "gcs" => probe_gcs(fetcher, config, credentials).await,
-            "azure_blob" => probe_azure(fetcher, config, credentials).await,
+            "gcs" | "azure_blob" => probe_listing(fetcher, provider, config, credentials).await,
             "rss" | "http_api" => Probe::ok(
                 "the settings are valid; the URL to read is each sync's source_path and is \
                  checked when the sync is created",
@@ -93,13 +92,7 @@ async fn probe_s3(
         Ok(url) => url,
         Err(e) => return Probe::failed(format!("endpoint_url: {e}")),
     };
-    let (key_id, secret) = match credentials.get("type").and_then(Value::as_str) {
-        Some("application_key") => {
-            (text(credentials, "key_id"), text(credentials, "application_key"))
-        }
-        _ => (text(credentials, "access_key_id"), text(credentials, "secret_access_key")),
-    };
-    let (Some(key_id), Some(secret)) = (key_id, secret) else {
+    let Some((key_id, secret)) = s3_keys(credentials) else {
         return Probe::failed("the credentials hold no access key");
     };
     let keys = sigv4::Credentials {
@@ -148,72 +141,120 @@ async fn probe_s3(
     }
 }
 
-/// Lists one object of the connection's bucket and prefix.
-async fn probe_gcs(
+/// Lists one object of the connection's bucket or container and prefix.
+async fn probe_listing(
     fetcher: &Fetcher,
+    provider: &str,
     config: &Map<String, Value>,
     credentials: &Map<String, Value>,
 ) -> Probe {
-    let key = match credentials.get("service_account_json") {
-        Some(Value::String(json)) => json.clone(),
-        Some(other) => other.to_string(),
-        None => return Probe::failed("the credentials hold no service account key"),
-    };
-    let mut env = vec![("GOOGLE_SERVICE_ACCOUNT_KEY".to_string(), key)];
-    if let Some(endpoint) = text(config, "endpoint_url") {
-        if let Err(e) = fetcher.check_resolved(endpoint).await {
-            return Probe::failed(format!("endpoint_url: {e}"));
-        }
-        env.push(("STORAGE_EMULATOR_HOST".to_string(), endpoint.to_string()));
-    }
-    let bucket = text(config, "bucket").unwrap_or_default();
-    let prefix = text(config, "prefix").unwrap_or_default();
-    list_one(&format!("gs://{bucket}/{prefix}"), env, &format!("bucket {bucket}")).await
-}
-
-/// Lists one blob of the connection's container and prefix.
-async fn probe_azure(
-    fetcher: &Fetcher,
-    config: &Map<String, Value>,
-    credentials: &Map<String, Value>,
-) -> Probe {
-    let account = text(credentials, "account_name").or_else(|| text(config, "account_name"));
-    let Some(account) = account else {
-        return Probe::failed("the connection names no storage account");
-    };
-    let mut env = vec![("AZURE_STORAGE_ACCOUNT_NAME".to_string(), account.to_string())];
-    match credentials.get("type").and_then(Value::as_str) {
-        Some("managed_identity") => {
-            if let Some(client) = text(credentials, "client_id") {
-                env.push(("AZURE_CLIENT_ID".to_string(), client.to_string()));
-            }
-        }
-        _ => {
-            let Some(key) = text(credentials, "account_key") else {
-                return Probe::failed("the credentials hold no account key");
-            };
-            env.push(("AZURE_STORAGE_ACCOUNT_KEY".to_string(), key.to_string()));
-        }
-    }
-    if let Some(endpoint) = text(config, "endpoint_url") {
-        if let Err(e) = fetcher.check_resolved(endpoint).await {
-            return Probe::failed(format!("endpoint_url: {e}"));
-        }
-        env.push(("AZURE_STORAGE_ENDPOINT".to_string(), endpoint.to_string()));
-    }
-    let container = text(config, "container").unwrap_or_default();
-    let prefix = text(config, "prefix").unwrap_or_default();
-    list_one(&format!("az://{container}/{prefix}"), env, &format!("container {container}")).await
-}
-
-async fn list_one(url: &str, env: Vec<(String, String)>, what: &str) -> Probe {
-    let store = match BlobStore::open_with_env(url, env) {
+    let store = match open(fetcher, provider, config, credentials, "").await {
         Ok(store) => store,
-        Err(e) => return Probe::failed(format!("the settings are not usable: {e}")),
+        Err(message) => return Probe::failed(message),
+    };
+    let what = match provider {
+        "gcs" => format!("bucket {}", text(config, "bucket").unwrap_or_default()),
+        _ => format!("container {}", text(config, "container").unwrap_or_default()),
     };
     match store.count_some(1).await {
         Ok(seen) => Probe::ok(format!("listed the {what}"), json!({"objects_seen": seen})),
         Err(e) => Probe::failed(format!("could not list the {what}: {e}")),
+    }
+}
+
+/// Opens a connection's storage for listing and reading, at `path`: for the S3 family
+/// `bucket/prefix` (the connection names no bucket), for GCS and Azure a prefix inside the
+/// connection's bucket or container (after its own `prefix`).
+///
+/// # Errors
+///
+/// A message fit for the caller: settings that cannot be used, or an endpoint that is not
+/// public (unless the operator allows its network).
+pub async fn open(
+    fetcher: &Fetcher,
+    provider: &str,
+    config: &Map<String, Value>,
+    credentials: &Map<String, Value>,
+    path: &str,
+) -> Result<BlobStore, String> {
+    let path = path.trim_matches('/');
+    if let Some(endpoint) = text(config, "endpoint_url") {
+        fetcher.check_resolved(endpoint).await.map_err(|e| format!("endpoint_url: {e}"))?;
+    }
+    let joined = |base: Option<&str>| {
+        let base = base.unwrap_or_default().trim_matches('/');
+        [base, path].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/")
+    };
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |name: &str, value: &str| env.push((name.to_string(), value.to_string()));
+    let url = match provider {
+        "gcs" => {
+            match credentials.get("service_account_json") {
+                Some(Value::String(json)) => set("GOOGLE_SERVICE_ACCOUNT_KEY", json),
+                Some(other) => set("GOOGLE_SERVICE_ACCOUNT_KEY", &other.to_string()),
+                None => return Err("the credentials hold no service account key".into()),
+            }
+            if let Some(endpoint) = text(config, "endpoint_url") {
+                set("STORAGE_EMULATOR_HOST", endpoint);
+            }
+            let bucket = text(config, "bucket").unwrap_or_default();
+            format!("gs://{bucket}/{}", joined(text(config, "prefix")))
+        }
+        "azure_blob" => {
+            let account =
+                text(credentials, "account_name").or_else(|| text(config, "account_name"));
+            let account = account.ok_or("the connection names no storage account")?;
+            set("AZURE_STORAGE_ACCOUNT_NAME", account);
+            match credentials.get("type").and_then(Value::as_str) {
+                Some("managed_identity") => {
+                    if let Some(client) = text(credentials, "client_id") {
+                        set("AZURE_CLIENT_ID", client);
+                    }
+                }
+                _ => {
+                    let key = text(credentials, "account_key")
+                        .ok_or("the credentials hold no account key")?;
+                    set("AZURE_STORAGE_ACCOUNT_KEY", key);
+                }
+            }
+            if let Some(endpoint) = text(config, "endpoint_url") {
+                set("AZURE_STORAGE_ENDPOINT", endpoint);
+            }
+            let container = text(config, "container").unwrap_or_default();
+            format!("az://{container}/{}", joined(text(config, "prefix")))
+        }
+        _ => {
+            let (key_id, secret) =
+                s3_keys(credentials).ok_or("the credentials hold no access key")?;
+            set("AWS_ACCESS_KEY_ID", key_id);
+            set("AWS_SECRET_ACCESS_KEY", secret);
+            if let Some(token) = text(credentials, "session_token") {
+                set("AWS_SESSION_TOKEN", token);
+            }
+            set("AWS_REGION", text(config, "region").unwrap_or("us-east-1"));
+            let provider = text(config, "provider_type").unwrap_or(provider);
+            if let Some(endpoint) = s3_endpoint(provider, config) {
+                set("AWS_ENDPOINT_URL", &endpoint);
+            }
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            if bucket.is_empty() {
+                return Err(
+                    "source_path must start with the bucket: bucket or bucket/prefix".into()
+                );
+            }
+            format!("s3://{bucket}/{prefix}")
+        }
+    };
+    BlobStore::open_with_env(&url, env).map_err(|e| format!("the settings are not usable: {e}"))
+}
+
+/// The access key id and secret of S3-family credentials.
+fn s3_keys(credentials: &Map<String, Value>) -> Option<(&str, &str)> {
+    match credentials.get("type").and_then(Value::as_str) {
+        Some("application_key") => {
+            Some((text(credentials, "key_id")?, text(credentials, "application_key")?))
+        }
+        _ => Some((text(credentials, "access_key_id")?, text(credentials, "secret_access_key")?)),
     }
 }
 

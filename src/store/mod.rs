@@ -161,6 +161,8 @@ macro_rules! bind_job {
 
 mod batches;
 mod connections;
+mod syncs;
+pub use syncs::LedgerEntry;
 mod hooks;
 mod jobs;
 pub use batches::{
@@ -196,6 +198,8 @@ pub enum Table {
     Collections,
     Documents,
     Connections,
+    Syncs,
+    SyncJobs,
 }
 
 impl Table {
@@ -211,6 +215,8 @@ impl Table {
             Table::Collections => "collections",
             Table::Documents => "documents",
             Table::Connections => "connections",
+            Table::Syncs => "syncs",
+            Table::SyncJobs => "sync_jobs",
         }
     }
 }
@@ -607,9 +613,12 @@ impl Store {
                 sql.push_str(&format!(" AND (id = ${n} OR name = ${n})"));
             }
             Table::Objects => sql.push_str(&format!(" AND id = ${n} AND deleted_at IS NULL")),
-            Table::Tasks | Table::Uploads | Table::Batches | Table::Documents => {
-                sql.push_str(&format!(" AND id = ${n}"))
-            }
+            Table::Tasks
+            | Table::Uploads
+            | Table::Batches
+            | Table::Documents
+            | Table::Syncs
+            | Table::SyncJobs => sql.push_str(&format!(" AND id = ${n}")),
         }
         sql.push_str(" ORDER BY seq LIMIT 1");
         Ok(self.fetch_rows(sql, binds).await?.into_iter().next())

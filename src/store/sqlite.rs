@@ -41,5 +41,6 @@ pub(super) fn migrator() -> Migrator {
         ),
         migration(6, "batches", include_str!("../../migrations/sqlite/0006_batches.sql")),
         migration(7, "connections", include_str!("../../migrations/sqlite/0007_connections.sql")),
+        migration(8, "syncs", include_str!("../../migrations/sqlite/0008_syncs.sql")),
     ])
 }

@@ -17,6 +17,7 @@ mod namespaces;
 mod objects;
 mod openapi;
 mod storage_classes;
+mod syncs;
 mod tasks;
 mod tenancy;
 mod uploads;

@@ -9,6 +9,7 @@ pub mod files;
 pub mod health;
 pub mod namespaces;
 pub mod objects;
+pub mod syncs;
 pub mod tasks;
 pub mod uploads;
 pub mod webhooks;

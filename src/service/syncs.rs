@@ -1,0 +1,1457 @@
+//! Bucket syncs: a connection's files kept in step with a bucket.
+//!
+//! A run lists the source page by page, compares each page with the sync's ledger (key, ETag,
+//! size, modification time of every file it copied), copies new and changed files into the
+//! bucket's managed storage in the bucket's storage class, creates or updates their objects,
+//! and submits the new objects as batches of `batch_size`. Files that disappeared from the
+//! source are deleted from the bucket when `reconcile.on_delete` says so, unless that would
+//! delete more than [`DELETE_GUARD`] of what the sync holds in one run.
+//!
+//! Each run is a durable job. It holds the sync's lock for as long as it runs, so no two runs
+//! of one sync overlap, on any process; a run that dies leaves the lock to expire, and its job
+//! is run again. A rerun repeats no work: copied files are in the ledger, and each object is
+//! created with an idempotency key derived from the file, so a file copied just before a crash
+//! is answered by its object instead of being created twice. Files modified after the run
+//! started are left for the next run.
+//!
+//! `continuous` syncs schedule their next run when a run ends; `initial_only` syncs run once.
+//! A run that fails is recorded and the schedule goes on; [`SUSPEND_AFTER`] failed runs in a
+//! row suspend the sync with the reason.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::api::auth::NamespacedCaller;
+use crate::api::extract::from_value;
+use crate::api::pagination::{MAX_LIMIT, PageParams};
+use crate::blob::{BlobStore, ListedBlob};
+use crate::error::{Error, Result};
+use crate::jobs::{self, JobKind};
+use crate::model::blob::guess_mime;
+use crate::model::{format_time, new_id, now, parse_time};
+use crate::service::objects::SyncedFile;
+use crate::service::{batches, buckets, connections, list_filter, objects, tasks};
+use crate::store::{ClaimedJob, LedgerEntry, Scope, Table};
+
+/// Providers a sync can read from.
+const SYNCABLE: [&str; 6] = ["s3", "tigris", "backblaze", "supabase", "gcs", "azure_blob"];
+/// How many listed files are compared with the ledger at once.
+const PAGE: usize = 500;
+/// The largest share of a sync's files one run may delete.
+const DELETE_GUARD: f64 = 0.5;
+/// Failed runs in a row after which a sync is suspended.
+const SUSPEND_AFTER: i64 = 5;
+/// Errors kept on a run's record.
+const ERRORS_KEPT: usize = 20;
+/// How long a run's lock lasts without renewal; a run renews it after every page.
+const LOCK_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Deserialize)]
+struct CreateInput {
+    connection_id: String,
+    source_path: String,
+    sync_mode: Option<String>,
+    polling_interval_seconds: Option<i64>,
+    batch_size: Option<i64>,
+    file_filters: Option<Map<String, Value>>,
+    schema_mapping: Option<Value>,
+    skip_duplicates: Option<bool>,
+    skip_batch_submission: Option<bool>,
+    reconcile: Option<Map<String, Value>>,
+    description: Option<String>,
+    max_objects_per_run: Option<i64>,
+    sync_concurrency: Option<i64>,
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateInput {
+    description: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    status: Option<String>,
+    is_active: Option<bool>,
+    polling_interval_seconds: Option<i64>,
+    batch_size: Option<i64>,
+    schema_mapping: Option<Value>,
+    skip_batch_submission: Option<bool>,
+    max_objects_per_run: Option<i64>,
+    sync_concurrency: Option<i64>,
+    reconcile: Option<Map<String, Value>>,
+}
+
+/// The filters of a sync list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListSyncs {
+    pub connection_id: Option<String>,
+    pub status: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// The filter of a sync's run list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListRuns {
+    pub status: Option<String>,
+}
+
+/// Creates a sync of a bucket from a connection; a `continuous` or `initial_only` sync runs for
+/// the first time at once.
+///
+/// # Errors
+///
+/// 404 for the bucket or connection, 422 for invalid fields or a provider syncs cannot read.
+pub async fn create(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    body: Value,
+) -> Result<Value> {
+    let bucket = buckets::resolve_shared(state, caller, bucket).await?;
+    let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default().to_string();
+    let input: CreateInput = from_value(body, "")?;
+    let (connection, _, _) =
+        connections::for_sync(state, &caller.caller, &input.connection_id).await?;
+    let provider = connection["provider_type"].as_str().unwrap_or_default().to_string();
+    if !SYNCABLE.contains(&provider.as_str()) {
+        return Err(Error::Unprocessable {
+            code: "provider_not_supported",
+            field: "connection_id".into(),
+            message: format!(
+                "syncs cannot read from {provider} connections yet; supported: {}",
+                SYNCABLE.join(", ")
+            ),
+        });
+    }
+    let source_path = input.source_path.trim().to_string();
+    if matches!(provider.as_str(), "s3" | "tigris" | "backblaze" | "supabase")
+        && source_path.trim_matches('/').is_empty()
+    {
+        return Err(Error::invalid("source_path", "expected bucket or bucket/prefix"));
+    }
+    let sync_mode = input.sync_mode.unwrap_or_else(|| "continuous".into());
+    if !matches!(sync_mode.as_str(), "continuous" | "initial_only") {
+        return Err(Error::invalid("sync_mode", "expected continuous or initial_only"));
+    }
+    let schema = buckets::schema_of(state, &bucket)?;
+    let mapping = check_mapping(input.schema_mapping, &schema)?;
+    let filters = check_filters(input.file_filters.unwrap_or_default())?;
+
+    let id = new_id("sync_", 20);
+    let at = now();
+    let mut doc = json!({
+        "sync_config_id": id,
+        "bucket_id": bucket_id,
+        "connection_id": connection["connection_id"],
+        "internal_id": caller.caller.internal_id,
+        "namespace_id": caller.namespace_id,
+        "source_path": source_path,
+        "source_type": provider,
+        "file_filters": filters,
+        "schema_mapping": mapping,
+        "sync_mode": sync_mode,
+        "polling_interval_seconds": ranged("polling_interval_seconds",
+            input.polling_interval_seconds, 300, 30, 86_400)?,
+        "batch_size": ranged("batch_size", input.batch_size, 50, 1, 100)?,
+        "skip_duplicates": input.skip_duplicates.unwrap_or(true),
+        "skip_batch_submission": input.skip_batch_submission.unwrap_or(false),
+        "reconcile": check_reconcile(input.reconcile)?,
+        "max_objects_per_run": ranged("max_objects_per_run", input.max_objects_per_run,
+            100_000, 1, i64::MAX)?,
+        "sync_concurrency": ranged("sync_concurrency", input.sync_concurrency, 1, 1, 100)?,
+        "description": input.description,
+        "metadata": input.metadata.unwrap_or_default(),
+        "status": "ACTIVE",
+        "is_active": true,
+        "paused": false,
+        "pause_reason": null,
+        "paused_at": null,
+        "locked": false,
+        "total_files_discovered": 0,
+        "total_files_synced": 0,
+        "total_files_failed": 0,
+        "total_bytes_synced": 0,
+        "last_sync_at": null,
+        "next_sync_at": at,
+        "last_error": null,
+        "consecutive_failures": 0,
+        "batch_ids": [],
+        "task_ids": [],
+        "batches_created": 0,
+        "sync_run_counter": 0,
+        "schedule_generation": 1,
+        "created_by_user_id": connection["created_by_user_id"],
+        "created_at": at,
+        "updated_at": at,
+    });
+    let scope = Scope::bucket(&caller.caller.org_id, &caller.namespace_id, &bucket_id);
+    state.store.insert_sync_record(Table::Syncs, scope, &id, None, &doc).await?;
+    schedule(state, &caller.caller.org_id, &doc, &at).await?;
+    tracing::info!(sync.id = %id, bucket.id = %bucket_id, "sync created");
+    doc["locked"] = json!(false);
+    Ok(response(doc))
+}
+
+/// Reads a sync of a bucket.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn get(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    render(state, doc).await
+}
+
+/// Lists a bucket's syncs, newest first.
+///
+/// # Errors
+///
+/// 404 for the bucket, 422 for invalid filters or pagination.
+pub async fn list(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    req: ListSyncs,
+    query: &PageParams,
+) -> Result<Value> {
+    let bucket = buckets::resolve_shared(state, caller, bucket).await?;
+    let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default();
+    let paging = query.resolve(100, MAX_LIMIT)?;
+    let mut conditions = Vec::new();
+    for (field, value) in [("connection_id", req.connection_id), ("status", req.status)] {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            conditions.push(json!({"field": field, "operator": "eq", "value": value}));
+        }
+    }
+    if let Some(active) = req.is_active {
+        conditions.push(json!({"field": "is_active", "operator": "eq", "value": active}));
+    }
+    let always = (!conditions.is_empty()).then(|| json!({"AND": conditions}));
+    let sort = json!({"field": "created_at", "direction": "desc"});
+    let (filter, sort) = list_filter(None, None, always, Some(&sort))?;
+    let spec = paging.spec(filter, sort, true);
+    let scope = Scope::bucket(&caller.caller.org_id, &caller.namespace_id, bucket_id);
+    let page = state.store.list(Table::Syncs, scope, &spec).await?;
+    let next = crate::service::next_cursor(&spec, &page);
+    let mut results = Vec::with_capacity(page.rows.len());
+    for row in &page.rows {
+        results.push(render(state, row.doc.clone()).await?);
+    }
+    let total = page.total.unwrap_or(results.len() as i64);
+    Ok(json!({"results": results, "pagination": paging.response(&page, next), "total": total}))
+}
+
+/// Changes a sync's settings. A new polling interval, or a status that makes the sync active
+/// again, restarts its schedule.
+///
+/// # Errors
+///
+/// 404, 422 for invalid fields.
+pub async fn update(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+    body: Value,
+) -> Result<Value> {
+    let mut doc = load(state, caller, bucket, id).await?;
+    let input: UpdateInput = from_value(body, "")?;
+    let was_active = runs_on_schedule(&doc);
+    if let Some(description) = input.description {
+        doc["description"] = json!(Some(description).filter(|d| !d.is_empty()));
+    }
+    if let Some(metadata) = input.metadata {
+        doc["metadata"] = Value::Object(metadata);
+    }
+    let mut reschedule = false;
+    if let Some(seconds) = input.polling_interval_seconds {
+        doc["polling_interval_seconds"] =
+            json!(ranged("polling_interval_seconds", Some(seconds), 300, 30, 86_400)?);
+        reschedule = true;
+    }
+    if let Some(size) = input.batch_size {
+        doc["batch_size"] = json!(ranged("batch_size", Some(size), 50, 1, 100)?);
+    }
+    if let Some(most) = input.max_objects_per_run {
+        doc["max_objects_per_run"] =
+            json!(ranged("max_objects_per_run", Some(most), 100_000, 1, i64::MAX)?);
+    }
+    if let Some(concurrency) = input.sync_concurrency {
+        doc["sync_concurrency"] = json!(ranged("sync_concurrency", Some(concurrency), 1, 1, 100)?);
+    }
+    if let Some(skip) = input.skip_batch_submission {
+        doc["skip_batch_submission"] = json!(skip);
+    }
+    if input.reconcile.is_some() {
+        doc["reconcile"] = check_reconcile(input.reconcile)?;
+    }
+    if let Some(mapping) = input.schema_mapping {
+        let bucket = buckets::resolve_shared(state, caller, bucket).await?;
+        let schema = buckets::schema_of(state, &bucket)?;
+        doc["schema_mapping"] = check_mapping(Some(mapping), &schema)?;
+    }
+    let status = match (input.status.as_deref(), input.is_active) {
+        (Some(status), _) => Some(check_status(status)?),
+        (None, Some(true)) => Some("ACTIVE"),
+        (None, Some(false)) => Some("SUSPENDED"),
+        (None, None) => None,
+    };
+    if let Some(status) = status {
+        doc["status"] = json!(status);
+        doc["is_active"] = json!(status == "ACTIVE");
+        if status == "ACTIVE" {
+            doc["consecutive_failures"] = json!(0);
+        }
+    }
+    doc["updated_at"] = json!(now());
+    if runs_on_schedule(&doc) && (reschedule || !was_active) {
+        restart_schedule(state, caller, &mut doc).await?;
+    } else {
+        save(state, &doc).await?;
+    }
+    render(state, doc).await
+}
+
+/// Deletes a sync, its runs and its ledger; the objects it created stay.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn delete(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    let id = doc["sync_config_id"].as_str().unwrap_or_default().to_string();
+    state.store.delete_sync(&id).await?;
+    tracing::info!(sync.id = %id, "sync deleted");
+    Ok(json!({"message": "sync configuration deleted", "sync_config_id": id}))
+}
+
+/// Runs a sync now (also a paused one); answers the run's id. `full_sync` compares every file
+/// with the source again, ignoring what the ledger says was copied.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn trigger(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+    full_sync: bool,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    let run_id = new_id("syncjob_", 20);
+    let at = now();
+    let run = new_run(&doc, &run_id, "manual", &at);
+    let scope = scope_of(&doc, &caller.caller.org_id);
+    let sync_id = doc["sync_config_id"].as_str().unwrap_or_default();
+    state.store.insert_sync_record(Table::SyncJobs, scope, &run_id, Some(sync_id), &run).await?;
+    let payload = json!({"sync_config_id": sync_id, "sync_job_id": run_id, "trigger": "manual",
+                         "full_sync": full_sync});
+    jobs::enqueue(state, JobKind::SyncRun, &caller.caller.org_id, payload, None).await?;
+    Ok(json!({"sync_job_id": run_id, "sync_config_id": sync_id, "status": "queued",
+              "full_sync": full_sync, "message": "the sync will run now"}))
+}
+
+/// Pauses a sync's schedule; a run under way finishes.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn pause(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+) -> Result<Value> {
+    let mut doc = load(state, caller, bucket, id).await?;
+    if doc["paused"] != true {
+        doc["paused"] = json!(true);
+        doc["paused_at"] = json!(now());
+        doc["pause_reason"] = json!("paused by request");
+        doc["next_sync_at"] = Value::Null;
+        doc["updated_at"] = json!(now());
+        save(state, &doc).await?;
+    }
+    render(state, doc).await
+}
+
+/// Resumes a paused sync: its schedule starts again with a run now.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn resume(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+) -> Result<Value> {
+    let mut doc = load(state, caller, bucket, id).await?;
+    if doc["paused"] == true {
+        doc["paused"] = json!(false);
+        doc["paused_at"] = Value::Null;
+        doc["pause_reason"] = Value::Null;
+        if runs_on_schedule(&doc) {
+            restart_schedule(state, caller, &mut doc).await?;
+        } else {
+            save(state, &doc).await?;
+        }
+    }
+    render(state, doc).await
+}
+
+/// Releases a sync's lock, for a run that can no longer release it itself.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn unlock(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    let id = doc["sync_config_id"].as_str().unwrap_or_default();
+    let released = state.store.unlock_sync(id, None).await?;
+    Ok(json!({"sync_config_id": id, "unlocked": released,
+              "message": if released { "the lock was released" } else { "the sync was not locked" }}))
+}
+
+/// Lists the runs of a sync, newest first.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync, 422 for invalid pagination.
+pub async fn runs(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+    req: ListRuns,
+    query: &PageParams,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    let paging = query.resolve(100, MAX_LIMIT)?;
+    let mut conditions =
+        vec![json!({"field": "sync_config_id", "operator": "eq", "value": doc["sync_config_id"]})];
+    if let Some(status) = req.status.filter(|s| !s.is_empty()) {
+        conditions.push(json!({"field": "status", "operator": "eq", "value": status}));
+    }
+    let sort = json!({"field": "started_at", "direction": "desc"});
+    let (filter, sort) = list_filter(None, None, Some(json!({"AND": conditions})), Some(&sort))?;
+    let spec = paging.spec(filter, sort, true);
+    let page =
+        state.store.list(Table::SyncJobs, scope_of(&doc, &caller.caller.org_id), &spec).await?;
+    let next = crate::service::next_cursor(&spec, &page);
+    let results: Vec<Value> = page.rows.iter().map(|r| r.doc.clone()).collect();
+    let total = page.total.unwrap_or(results.len() as i64);
+    Ok(json!({"results": results, "pagination": paging.response(&page, next), "total": total}))
+}
+
+/// Reads one run of a sync.
+///
+/// # Errors
+///
+/// 404 for the bucket, the sync or the run.
+pub async fn run_record(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+    run_id: &str,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    let row =
+        state.store.get(Table::SyncJobs, scope_of(&doc, &caller.caller.org_id), run_id).await?;
+    row.map(|r| r.doc)
+        .filter(|run| run["sync_config_id"] == doc["sync_config_id"])
+        .ok_or_else(|| Error::not_found("sync job", run_id))
+}
+
+/// A sync's totals, health and latest run.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn metrics(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+) -> Result<Value> {
+    let doc = render(state, load(state, caller, bucket, id).await?).await?;
+    let scope = scope_of(&doc, &caller.caller.org_id);
+    let sort = json!({"field": "started_at", "direction": "desc"});
+    let always = json!({"field": "sync_config_id", "operator": "eq",
+                        "value": doc["sync_config_id"]});
+    let (filter, sort) = list_filter(None, None, Some(always), Some(&sort))?;
+    let spec = PageParams::default().resolve(1, 1)?.spec(filter, sort, false);
+    let last =
+        state.store.list(Table::SyncJobs, scope, &spec).await?.rows.first().map(|r| r.doc.clone());
+    let interval = doc["polling_interval_seconds"].as_i64().unwrap_or(300);
+    let stale = doc["sync_mode"] == "continuous"
+        && doc["last_sync_at"].as_str().and_then(parse_time).is_some_and(|at| {
+            (time::OffsetDateTime::now_utc() - at).whole_seconds() > 3 * interval.max(60)
+        });
+    Ok(json!({
+        "sync_config_id": doc["sync_config_id"],
+        "status": doc["status"],
+        "is_active": doc["is_active"],
+        "paused": doc["paused"],
+        "total_files_discovered": doc["total_files_discovered"],
+        "total_files_synced": doc["total_files_synced"],
+        "total_files_failed": doc["total_files_failed"],
+        "total_bytes_synced": doc["total_bytes_synced"],
+        "last_sync_at": doc["last_sync_at"],
+        "next_sync_at": doc["next_sync_at"],
+        "consecutive_failures": doc["consecutive_failures"],
+        "last_error": doc["last_error"],
+        "is_stale": stale,
+        "healthy": doc["consecutive_failures"].as_i64().unwrap_or(0) == 0 && !stale,
+        "dlq_total": 0,
+        "dlq_by_error": {},
+        "last_job": last,
+    }))
+}
+
+// Runs.
+
+/// Runs a sync: the job of [`JobKind::SyncRun`]. Never fails: a failed run is recorded on the
+/// run and the sync, and the schedule goes on.
+///
+/// # Errors
+///
+/// Fails only on a store error while recording the outcome; the job engine retries then.
+pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<()> {
+    let sync_id = job.payload["sync_config_id"].as_str().unwrap_or_default().to_string();
+    let trigger = job.payload["trigger"].as_str().unwrap_or("scheduled").to_string();
+    let Some(row) = state.store.get(Table::Syncs, Scope::org(&job.org_id), &sync_id).await? else {
+        return Ok(());
+    };
+    let doc = row.doc;
+    let scheduled = trigger == "scheduled";
+    if scheduled
+        && (doc["schedule_generation"] != job.payload["generation"] || !runs_on_schedule(&doc))
+    {
+        return Ok(());
+    }
+    let run_id = match job.payload["sync_job_id"].as_str() {
+        Some(id) => id.to_string(),
+        None => format!("syncjob_{}", &hex(&Sha256::digest(job.id.as_bytes()))[..20]),
+    };
+    let scope = scope_of(&doc, &job.org_id);
+    let started = now();
+    let existing = state.store.get(Table::SyncJobs, scope, &run_id).await?;
+    let mut record = match existing {
+        Some(row) => row.doc,
+        None => {
+            let record = new_run(&doc, &run_id, &trigger, &started);
+            state
+                .store
+                .insert_sync_record(Table::SyncJobs, scope, &run_id, Some(&sync_id), &record)
+                .await?;
+            record
+        }
+    };
+
+    let until = format_time(time::OffsetDateTime::now_utc() + LOCK_TTL);
+    if !state.store.lock_sync(&sync_id, &job.id, &until, &started).await? {
+        record["status"] = json!("skipped");
+        record["phase"] = json!("done");
+        record["error"] = json!("another run of this sync was under way");
+        record["completed_at"] = json!(now());
+        save_run(state, &record).await?;
+        if scheduled {
+            schedule_next(state, &job.org_id, &sync_id).await?;
+        }
+        return Ok(());
+    }
+    record["status"] = json!("running");
+    record["phase"] = json!("listing");
+    save_run(state, &record).await?;
+
+    let full = job.payload["full_sync"] == true;
+    let outcome = sync_files(state, job, &doc, &mut record, full).await;
+    finish(state, job, &sync_id, &mut record, outcome).await?;
+    state.store.unlock_sync(&sync_id, Some(&job.id)).await?;
+    if scheduled || doc["sync_mode"] == "initial_only" {
+        schedule_next(state, &job.org_id, &sync_id).await?;
+    }
+    Ok(())
+}
+
+/// What one run did.
+#[derive(Debug, Default)]
+struct Tally {
+    found: i64,
+    synced: i64,
+    failed: i64,
+    bytes: i64,
+    deleted: i64,
+    batch_ids: Vec<String>,
+    task_ids: Vec<String>,
+    errors: Vec<Value>,
+    note: Option<String>,
+}
+
+async fn sync_files(
+    state: &AppState,
+    job: &ClaimedJob,
+    doc: &Value,
+    record: &mut Value,
+    full: bool,
+) -> std::result::Result<Tally, String> {
+    let sync_id = doc["sync_config_id"].as_str().unwrap_or_default();
+    let namespace_id = doc["namespace_id"].as_str().unwrap_or_default();
+    let bucket_id = doc["bucket_id"].as_str().unwrap_or_default().to_string();
+    let caller =
+        tasks::caller_for(state, &job.org_id, namespace_id).await.map_err(|e| e.to_string())?;
+    let connection_id = doc["connection_id"].as_str().unwrap_or_default();
+    let (connection, settings, credentials) =
+        connections::for_sync(state, &caller.caller, connection_id)
+            .await
+            .map_err(|e| e.to_string())?;
+    let provider = connection["provider_type"].as_str().unwrap_or_default();
+    let path = doc["source_path"].as_str().unwrap_or_default();
+    let source =
+        crate::source::open(&state.fetcher, provider, &settings, &credentials, path).await?;
+    let bucket =
+        buckets::resolve_shared(state, &caller, &bucket_id).await.map_err(|e| e.to_string())?;
+    let schema = buckets::schema_of(state, &bucket).map_err(|e| e.to_string())?;
+    let mapping =
+        check_mapping(Some(doc["schema_mapping"].clone()), &schema).map_err(|e| e.to_string())?;
+    let filters = Filters::of(&doc["file_filters"]);
+
+    let run_number = doc["sync_run_counter"].as_i64().unwrap_or(0) + 1;
+    let mut fresh = load_by_id(state, &job.org_id, sync_id).await.map_err(|e| e.to_string())?;
+    fresh["sync_run_counter"] = json!(run_number);
+    fresh["current_sync_run_id"] = record["sync_job_id"].clone();
+    save(state, &fresh).await.map_err(|e| e.to_string())?;
+
+    let started = record["started_at"].as_str().unwrap_or_default().to_string();
+    let most = doc["max_objects_per_run"].as_i64().unwrap_or(100_000);
+    let batch_size = usize::try_from(doc["batch_size"].as_i64().unwrap_or(50)).unwrap_or(50);
+    let submit = doc["skip_batch_submission"] != true;
+    let ctx = RunCtx {
+        state,
+        caller: &caller,
+        bucket_id: &bucket_id,
+        sync_id,
+        source: &source,
+        mapping: &mapping,
+        run: run_number,
+        job_id: &job.id,
+    };
+
+    let mut tally = Tally::default();
+    let mut pending_batch: Vec<String> = Vec::new();
+    let mut listing = source.list_all();
+    let mut page: Vec<ListedBlob> = Vec::with_capacity(PAGE);
+    let mut complete = true;
+    loop {
+        let next = listing.next().await;
+        let done = next.is_none();
+        if let Some(entry) = next {
+            let entry = entry.map_err(|e| format!("listing the source failed: {e}"))?;
+            if entry.key.ends_with('/') || !filters.admit(&entry) {
+                continue;
+            }
+            if entry.last_modified > started {
+                // Written after the run began: left for the next run, as if not yet listed.
+                continue;
+            }
+            tally.found += 1;
+            page.push(entry);
+            if page.len() < PAGE {
+                continue;
+            }
+        }
+        if !page.is_empty() {
+            let budget = most - tally.synced - tally.failed;
+            let created =
+                ctx.sync_page(std::mem::take(&mut page), full, budget, &mut tally).await?;
+            pending_batch.extend(created);
+            while submit && pending_batch.len() >= batch_size {
+                let chunk: Vec<String> = pending_batch.drain(..batch_size).collect();
+                submit_batch(&ctx, chunk, &mut tally).await;
+            }
+            progress(state, record, &tally).await;
+            let until = format_time(time::OffsetDateTime::now_utc() + LOCK_TTL);
+            let held = state.store.lock_sync(sync_id, &job.id, &until, &now()).await;
+            if !held.map_err(|e| e.to_string())? {
+                return Err("the run lost the sync's lock".into());
+            }
+            if tally.synced + tally.failed >= most {
+                tally.note = Some(format!("stopped at max_objects_per_run ({most})"));
+                complete = false;
+                break;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if submit && !pending_batch.is_empty() {
+        submit_batch(&ctx, pending_batch, &mut tally).await;
+    }
+    if complete && doc["reconcile"]["on_delete"] != false {
+        record["phase"] = json!("reconciling");
+        ctx.remove_deleted(&mut tally).await?;
+    }
+    Ok(tally)
+}
+
+/// What a run needs while it copies files.
+struct RunCtx<'a> {
+    state: &'a AppState,
+    caller: &'a NamespacedCaller,
+    bucket_id: &'a str,
+    sync_id: &'a str,
+    source: &'a BlobStore,
+    mapping: &'a Value,
+    run: i64,
+    job_id: &'a str,
+}
+
+impl RunCtx<'_> {
+    /// Compares a page of listed files with the ledger and copies the new and changed ones, at
+    /// most `budget`; answers the ids of the objects created.
+    async fn sync_page(
+        &self,
+        page: Vec<ListedBlob>,
+        full: bool,
+        budget: i64,
+        tally: &mut Tally,
+    ) -> std::result::Result<Vec<String>, String> {
+        let keys: Vec<&str> = page.iter().map(|e| e.key.as_str()).collect();
+        let known = self
+            .state
+            .store
+            .ledger_entries(self.sync_id, &keys)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut unchanged = Vec::new();
+        let mut created = Vec::new();
+        let mut copied = 0;
+        for entry in &page {
+            let before = known.get(&entry.key);
+            let same = before.is_some_and(|b| {
+                b.size == i64::try_from(entry.size).unwrap_or(i64::MAX)
+                    && b.etag == entry.etag
+                    && b.last_modified == entry.last_modified
+            });
+            if same && !full {
+                unchanged.push(entry.key.as_str());
+                continue;
+            }
+            if copied >= budget {
+                break;
+            }
+            copied += 1;
+            match self.copy(entry, before).await {
+                Ok((object_id, is_new)) => {
+                    tally.synced += 1;
+                    tally.bytes += i64::try_from(entry.size).unwrap_or(0);
+                    if is_new {
+                        created.push(object_id);
+                    }
+                }
+                Err(message) => {
+                    tally.failed += 1;
+                    if tally.errors.len() < ERRORS_KEPT {
+                        tally.errors.push(json!({"key": entry.key, "error": message}));
+                    }
+                }
+            }
+        }
+        self.state
+            .store
+            .ledger_mark_seen(self.sync_id, &unchanged, self.run)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(created)
+    }
+
+    /// Copies one file into managed storage and creates its object, or points the existing
+    /// object at the new copy; answers the object id and whether it is new.
+    async fn copy(
+        &self,
+        entry: &ListedBlob,
+        before: Option<&LedgerEntry>,
+    ) -> std::result::Result<(String, bool), String> {
+        let state = self.state;
+        let version = hex(&Sha256::digest(
+            format!("{}\n{}\n{:?}\n{}", entry.key, entry.size, entry.etag, entry.last_modified)
+                .as_bytes(),
+        ));
+        let filename = entry.key.rsplit('/').next().unwrap_or(&entry.key).to_string();
+        let storage_key = format!(
+            "{}/{}/{}/sync/{}/{}/{}",
+            self.caller.caller.internal_id,
+            self.caller.namespace_id,
+            self.bucket_id,
+            self.sync_id,
+            &version[..24],
+            sanitize(&filename)
+        );
+        let class = StorageClassOf::bucket(state, self.caller, self.bucket_id).await?;
+        let mime = self.mapping["mime_type_override"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| guess_mime(&filename).map(String::from))
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let (_, stream) = self.source.open_read(&entry.key).await.map_err(|e| e.to_string())?;
+        let stored = state
+            .blobs
+            .put_stream(&storage_key, stream, Some(&mime), class, None)
+            .await
+            .map_err(|e| format!("copying the file failed: {e}"))?;
+        let base = self.source.prefix();
+        let source_key =
+            if base.is_empty() { entry.key.clone() } else { format!("{base}/{}", entry.key) };
+        let file = SyncedFile {
+            sync_id: self.sync_id.to_string(),
+            source_key,
+            storage_key,
+            size: stored.size,
+            mime,
+            filename,
+            sha256: stored.sha256.unwrap_or_default(),
+            blob_property: self.mapping["blob_property"].as_str().unwrap_or_default().to_string(),
+            blob_type: self.mapping["blob_type"].as_str().unwrap_or_default().to_string(),
+        };
+        let (object_id, is_new) = match before {
+            Some(before) => {
+                let replaced = objects::replace_synced_blob(
+                    state,
+                    self.caller,
+                    self.bucket_id,
+                    &before.object_id,
+                    &file,
+                )
+                .await;
+                match replaced {
+                    Ok(_) => (before.object_id.clone(), false),
+                    Err(Error::NotFound { .. }) => self.create_object(&file, &version).await?,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            None => self.create_object(&file, &version).await?,
+        };
+        let ledger = LedgerEntry {
+            key: entry.key.clone(),
+            etag: entry.etag.clone(),
+            size: i64::try_from(entry.size).unwrap_or(i64::MAX),
+            last_modified: entry.last_modified.clone(),
+            object_id: object_id.clone(),
+        };
+        state.store.ledger_put(self.sync_id, &ledger, self.run).await.map_err(|e| e.to_string())?;
+        Ok((object_id, is_new))
+    }
+
+    /// Creates the object of a copied file; a file created before a crash is answered by its
+    /// object through the idempotency key.
+    async fn create_object(
+        &self,
+        file: &SyncedFile,
+        version: &str,
+    ) -> std::result::Result<(String, bool), String> {
+        let mut fields = Map::new();
+        fields.insert("idempotency_key".into(), json!(format!("sync:{}:{version}", self.sync_id)));
+        let object =
+            objects::create_from_sync(self.state, self.caller, self.bucket_id, file, fields)
+                .await
+                .map_err(|e| e.to_string())?;
+        let id = object["object_id"].as_str().unwrap_or_default().to_string();
+        Ok((id, true))
+    }
+
+    /// Deletes the objects of files the run did not see, unless that is more than
+    /// [`DELETE_GUARD`] of what the sync holds.
+    async fn remove_deleted(&self, tally: &mut Tally) -> std::result::Result<(), String> {
+        let store = &self.state.store;
+        let (gone, total) =
+            store.ledger_unseen(self.sync_id, self.run, 10_000).await.map_err(|e| e.to_string())?;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let share = gone.len() as f64 / total.max(1) as f64;
+        if gone.len() > 1 && share > DELETE_GUARD {
+            tally.note = Some(format!(
+                "{} of {total} files are gone from the source; more than {:.0}% at once, so \
+                 none was deleted (check source_path, or delete them by hand)",
+                gone.len(),
+                DELETE_GUARD * 100.0
+            ));
+            return Ok(());
+        }
+        for entry in gone {
+            match objects::delete(self.state, self.caller, self.bucket_id, &entry.object_id).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            store.ledger_forget(self.sync_id, &entry.key).await.map_err(|e| e.to_string())?;
+            tally.deleted += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The bucket's storage class, read fresh for each file so that a re-tiering takes effect.
+struct StorageClassOf;
+
+impl StorageClassOf {
+    async fn bucket(
+        state: &AppState,
+        caller: &NamespacedCaller,
+        bucket_id: &str,
+    ) -> std::result::Result<crate::model::StorageClass, String> {
+        let bucket =
+            buckets::resolve_shared(state, caller, bucket_id).await.map_err(|e| e.to_string())?;
+        Ok(bucket["storage_class"]
+            .as_str()
+            .and_then(crate::model::StorageClass::parse)
+            .unwrap_or_default())
+    }
+}
+
+async fn submit_batch(ctx: &RunCtx<'_>, object_ids: Vec<String>, tally: &mut Tally) {
+    match batches::create_submitted(ctx.state, ctx.caller, ctx.bucket_id, object_ids).await {
+        Ok(batch) => {
+            if let Some(id) = batch["batch_id"].as_str() {
+                tally.batch_ids.push(id.to_string());
+            }
+            if let Some(id) = batch["task_id"].as_str() {
+                tally.task_ids.push(id.to_string());
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, sync.job = ctx.job_id, "a sync could not submit a batch");
+            if tally.errors.len() < ERRORS_KEPT {
+                tally.errors.push(json!({"error": format!("submitting a batch failed: {e}")}));
+            }
+        }
+    }
+}
+
+/// Writes a run's progress; a failure to write it is logged, not fatal.
+async fn progress(state: &AppState, record: &mut Value, tally: &Tally) {
+    fill(record, tally);
+    if let Err(e) = save_run(state, record).await {
+        tracing::warn!(error = %e, "could not record a sync run's progress");
+    }
+}
+
+fn fill(record: &mut Value, tally: &Tally) {
+    record["total_files"] = json!(tally.found);
+    record["files_synced"] = json!(tally.synced);
+    record["files_failed"] = json!(tally.failed);
+    record["files_deleted"] = json!(tally.deleted);
+    record["bytes_synced"] = json!(tally.bytes);
+    record["errors"] = json!(tally.errors);
+    let done = tally.synced + tally.failed;
+    record["progress_percent"] = json!(if tally.found > 0 {
+        (done as f64 * 100.0 / tally.found as f64).min(100.0)
+    } else {
+        0.0
+    });
+    let elapsed = record["started_at"]
+        .as_str()
+        .and_then(parse_time)
+        .map(|at| (time::OffsetDateTime::now_utc() - at).as_seconds_f64())
+        .unwrap_or(0.0);
+    record["throughput_files_per_min"] =
+        json!(if elapsed > 0.0 { done as f64 * 60.0 / elapsed } else { 0.0 });
+    record["updated_at"] = json!(now());
+}
+
+/// Records a run's outcome on the run and on the sync.
+async fn finish(
+    state: &AppState,
+    job: &ClaimedJob,
+    sync_id: &str,
+    record: &mut Value,
+    outcome: std::result::Result<Tally, String>,
+) -> Result<()> {
+    let mut doc = load_by_id(state, &job.org_id, sync_id).await?;
+    let at = now();
+    match outcome {
+        Ok(tally) => {
+            fill(record, &tally);
+            record["status"] = json!("completed");
+            record["error"] = json!(tally.note);
+            let add = |doc: &mut Value, key: &str, n: i64| {
+                doc[key] = json!(doc[key].as_i64().unwrap_or(0) + n);
+            };
+            add(&mut doc, "total_files_discovered", tally.found);
+            add(&mut doc, "total_files_synced", tally.synced);
+            add(&mut doc, "total_files_failed", tally.failed);
+            add(&mut doc, "total_bytes_synced", tally.bytes);
+            add(&mut doc, "batches_created", tally.batch_ids.len() as i64);
+            for (key, ids) in [("batch_ids", &tally.batch_ids), ("task_ids", &tally.task_ids)] {
+                let list = doc[key].as_array_mut();
+                if let Some(list) = list {
+                    list.extend(ids.iter().map(|id| json!(id)));
+                } else {
+                    doc[key] = json!(ids);
+                }
+            }
+            doc["last_sync_at"] = json!(at);
+            doc["last_error"] = json!(tally.note);
+            doc["consecutive_failures"] = json!(0);
+            if doc["sync_mode"] == "initial_only" {
+                doc["status"] = json!("COMPLETED");
+                doc["is_active"] = json!(false);
+            }
+        }
+        Err(message) => {
+            record["status"] = json!("failed");
+            record["error"] = json!(message);
+            let failures = doc["consecutive_failures"].as_i64().unwrap_or(0) + 1;
+            doc["consecutive_failures"] = json!(failures);
+            doc["last_error"] = json!(message.chars().take(1000).collect::<String>());
+            if failures >= SUSPEND_AFTER {
+                doc["status"] = json!("SUSPENDED");
+                doc["is_active"] = json!(false);
+                doc["pause_reason"] =
+                    json!(format!("suspended after {failures} failed runs in a row: {message}"));
+            }
+            tracing::warn!(sync.id = sync_id, error = %message, "a sync run failed");
+        }
+    }
+    record["phase"] = json!("done");
+    record["completed_at"] = json!(at);
+    record["updated_at"] = json!(at);
+    save_run(state, record).await?;
+    doc["updated_at"] = json!(at);
+    save(state, &doc).await
+}
+
+// Scheduling.
+
+/// Whether a sync runs on its own schedule now.
+fn runs_on_schedule(doc: &Value) -> bool {
+    doc["status"] == "ACTIVE" && doc["paused"] != true
+}
+
+/// Enqueues a sync's scheduled run at `at`, for its current schedule generation.
+async fn schedule(state: &AppState, org_id: &str, doc: &Value, at: &str) -> Result<()> {
+    let sync_id = doc["sync_config_id"].as_str().unwrap_or_default();
+    let generation = doc["schedule_generation"].clone();
+    let payload = json!({"sync_config_id": sync_id, "trigger": "scheduled",
+                         "generation": generation});
+    let key = format!("sync:{sync_id}:{generation}:{at}");
+    jobs::enqueue_once_at(state, JobKind::SyncRun, org_id, payload, key, at).await
+}
+
+/// Starts a new schedule generation (so that runs scheduled by the old one do nothing) with a
+/// run now, and saves the sync.
+async fn restart_schedule(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    doc: &mut Value,
+) -> Result<()> {
+    let generation = doc["schedule_generation"].as_i64().unwrap_or(0) + 1;
+    let at = now();
+    doc["schedule_generation"] = json!(generation);
+    doc["next_sync_at"] = json!(at);
+    save(state, doc).await?;
+    schedule(state, &caller.caller.org_id, doc, &at).await
+}
+
+/// Schedules the run after the one that just ended, when the sync runs continuously.
+async fn schedule_next(state: &AppState, org_id: &str, sync_id: &str) -> Result<()> {
+    let mut doc = load_by_id(state, org_id, sync_id).await?;
+    if doc["sync_mode"] != "continuous" || !runs_on_schedule(&doc) {
+        doc["next_sync_at"] = Value::Null;
+        return save(state, &doc).await;
+    }
+    let interval = doc["polling_interval_seconds"].as_i64().unwrap_or(300);
+    let at = format_time(time::OffsetDateTime::now_utc() + time::Duration::seconds(interval));
+    doc["next_sync_at"] = json!(at);
+    save(state, &doc).await?;
+    schedule(state, org_id, &doc, &at).await
+}
+
+// Records.
+
+async fn load(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+) -> Result<Value> {
+    let bucket = buckets::resolve_shared(state, caller, bucket).await?;
+    let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default();
+    let scope = Scope::bucket(&caller.caller.org_id, &caller.namespace_id, bucket_id);
+    let row = state.store.get(Table::Syncs, scope, id).await?;
+    row.map(|r| r.doc).ok_or_else(|| Error::not_found("sync configuration", id))
+}
+
+async fn load_by_id(state: &AppState, org_id: &str, id: &str) -> Result<Value> {
+    let row = state.store.get(Table::Syncs, Scope::org(org_id), id).await?;
+    row.map(|r| r.doc).ok_or_else(|| Error::not_found("sync configuration", id))
+}
+
+async fn save(state: &AppState, doc: &Value) -> Result<()> {
+    let id = doc["sync_config_id"].as_str().unwrap_or_default();
+    state.store.update_doc(Table::Syncs, id, None, doc).await?;
+    Ok(())
+}
+
+async fn save_run(state: &AppState, record: &Value) -> Result<()> {
+    let id = record["sync_job_id"].as_str().unwrap_or_default();
+    state.store.update_doc(Table::SyncJobs, id, None, record).await?;
+    Ok(())
+}
+
+/// A sync record as answers show it, with its lock read fresh.
+async fn render(state: &AppState, mut doc: Value) -> Result<Value> {
+    let id = doc["sync_config_id"].as_str().unwrap_or_default().to_string();
+    let lock = state.store.sync_lock(&id).await?;
+    let held = lock.as_ref().is_some_and(|(_, until)| until.as_str() > now().as_str());
+    doc["locked"] = json!(held);
+    doc["locked_by_worker_id"] = json!(lock.as_ref().filter(|_| held).map(|(by, _)| by));
+    doc["lock_expires_at"] = json!(lock.as_ref().filter(|_| held).map(|(_, until)| until));
+    Ok(response(doc))
+}
+
+fn response(mut doc: Value) -> Value {
+    if let Some(map) = doc.as_object_mut() {
+        map.remove("schedule_generation");
+    }
+    doc
+}
+
+fn scope_of<'a>(doc: &'a Value, org_id: &'a str) -> Scope<'a> {
+    Scope::bucket(
+        org_id,
+        doc["namespace_id"].as_str().unwrap_or_default(),
+        doc["bucket_id"].as_str().unwrap_or_default(),
+    )
+}
+
+fn new_run(doc: &Value, run_id: &str, trigger: &str, at: &str) -> Value {
+    json!({
+        "sync_job_id": run_id,
+        "sync_config_id": doc["sync_config_id"],
+        "internal_id": doc["internal_id"],
+        "namespace_id": doc["namespace_id"],
+        "status": "running",
+        "trigger": trigger,
+        "phase": "queued",
+        "total_files": 0,
+        "files_synced": 0,
+        "files_failed": 0,
+        "files_verified": 0,
+        "files_deleted": 0,
+        "bytes_synced": 0,
+        "errors": [],
+        "started_at": at,
+        "completed_at": null,
+        "updated_at": at,
+        "error": null,
+        "progress_percent": 0.0,
+        "throughput_files_per_min": 0.0,
+        "metadata": {},
+    })
+}
+
+// Checks.
+
+fn ranged(field: &str, value: Option<i64>, default: i64, low: i64, high: i64) -> Result<i64> {
+    let value = value.unwrap_or(default);
+    if value < low || value > high {
+        let range =
+            if high == i64::MAX { format!("at least {low}") } else { format!("{low} to {high}") };
+        return Err(Error::invalid(field, format!("expected {range}")));
+    }
+    Ok(value)
+}
+
+fn check_status(status: &str) -> Result<&'static str> {
+    ["ACTIVE", "SUSPENDED"]
+        .into_iter()
+        .find(|s| *s == status)
+        .ok_or_else(|| Error::invalid("status", "expected ACTIVE or SUSPENDED"))
+}
+
+fn check_reconcile(given: Option<Map<String, Value>>) -> Result<Value> {
+    let mut out = json!({"on_delete": true, "on_update": true, "on_filter_drift": true,
+                         "re_extract_on_update": true, "re_extract_fields": null});
+    for (key, value) in given.unwrap_or_default() {
+        match key.as_str() {
+            "on_delete" | "on_update" | "on_filter_drift" | "re_extract_on_update" => {
+                let flag = value.as_bool().ok_or_else(|| {
+                    Error::invalid(format!("reconcile.{key}"), "expected a boolean")
+                })?;
+                out[key.as_str()] = json!(flag);
+            }
+            "re_extract_fields" => out["re_extract_fields"] = value,
+            other => {
+                return Err(Error::invalid(format!("reconcile.{other}"), "not a reconcile setting"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a `schema_mapping` against the bucket's schema and answers the blob mapping a run
+/// uses: `blob_property`, `blob_type` and an optional `mime_type_override`, kept with the
+/// mapping as given. Without a mapping, the file fills the schema's first blob property.
+// Limitation: only blob mappings are applied; field mappings (filling custom fields from a
+// file's metadata) are refused rather than accepted and ignored.
+fn check_mapping(
+    given: Option<Value>,
+    schema: &crate::model::schema::BucketSchema,
+) -> Result<Value> {
+    let given = given.filter(|g| !g.is_null());
+    let entries = match &given {
+        Some(mapping) => mapping
+            .get("mappings")
+            .and_then(Value::as_object)
+            .cloned()
+            .ok_or_else(|| Error::invalid("schema_mapping.mappings", "expected an object"))?,
+        None => Map::new(),
+    };
+    let mut blob = None;
+    for (target, entry) in &entries {
+        let field = format!("schema_mapping.mappings.{target}");
+        match entry.get("target_type").and_then(Value::as_str).unwrap_or("field") {
+            "blob" => {
+                let property = entry.get("blob_property").and_then(Value::as_str).unwrap_or(target);
+                blob = Some((property.to_string(), entry.clone()));
+            }
+            _ => {
+                return Err(Error::Unprocessable {
+                    code: "mapping_not_supported",
+                    field,
+                    message: "field mappings are not applied by this server yet; map the file \
+                              to a blob property"
+                        .into(),
+                });
+            }
+        }
+    }
+    let (property, entry) = match blob {
+        Some(found) => found,
+        None => {
+            let first = schema.blob_properties().next().map(|(name, _)| name.to_string());
+            let property = first.ok_or_else(|| {
+                Error::invalid("schema_mapping", "the bucket's schema has no blob property to fill")
+            })?;
+            (property, Value::Null)
+        }
+    };
+    let field_type = schema.blob_property(&property).ok_or_else(|| {
+        Error::invalid(
+            "schema_mapping",
+            format!("{property:?} is not a blob property of the bucket"),
+        )
+    })?;
+    let blob_type = entry
+        .get("blob_type")
+        .and_then(Value::as_str)
+        .filter(|t| *t != "auto")
+        .map_or_else(|| field_type.as_str().to_string(), String::from);
+    let mut out = given.unwrap_or_else(|| json!({"mappings": {}}));
+    out["blob_property"] = json!(property);
+    out["blob_type"] = json!(blob_type);
+    out["mime_type_override"] = entry.get("mime_type_override").cloned().unwrap_or(Value::Null);
+    Ok(out)
+}
+
+/// Which filter keys are applied; others are refused rather than ignored.
+const FILTER_KEYS: [&str; 7] = [
+    "include_patterns",
+    "exclude_patterns",
+    "extensions",
+    "min_size_bytes",
+    "max_size_bytes",
+    "modified_after",
+    "modified_before",
+];
+
+fn check_filters(given: Map<String, Value>) -> Result<Value> {
+    for (key, value) in &given {
+        let field = format!("file_filters.{key}");
+        if value.is_null() {
+            continue;
+        }
+        let valid = match key.as_str() {
+            "include_patterns" | "exclude_patterns" | "extensions" => {
+                value.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+            }
+            "min_size_bytes" | "max_size_bytes" => value.as_i64().is_some_and(|n| n >= 0),
+            "modified_after" | "modified_before" => value.as_str().and_then(parse_time).is_some(),
+            _ => {
+                return Err(Error::invalid(
+                    field,
+                    format!("not applied by this server; supported: {}", FILTER_KEYS.join(", ")),
+                ));
+            }
+        };
+        if !valid {
+            return Err(Error::invalid(field, "invalid value"));
+        }
+    }
+    Ok(Value::Object(given))
+}
+
+/// The checked `file_filters` of a sync.
+struct Filters {
+    include: Vec<String>,
+    exclude: Vec<String>,
+    extensions: Vec<String>,
+    min_size: Option<u64>,
+    max_size: Option<u64>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+impl Filters {
+    fn of(value: &Value) -> Self {
+        let list = |key: &str| -> Vec<String> {
+            value[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        };
+        let time = |key: &str| value[key].as_str().and_then(parse_time).map(format_time);
+        Self {
+            include: list("include_patterns"),
+            exclude: list("exclude_patterns"),
+            extensions: list("extensions")
+                .into_iter()
+                .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
+            min_size: value["min_size_bytes"].as_u64(),
+            max_size: value["max_size_bytes"].as_u64(),
+            after: time("modified_after"),
+            before: time("modified_before"),
+        }
+    }
+
+    /// Whether a listed file passes: globs without `/` match the file name, with `/` the path.
+    fn admit(&self, entry: &ListedBlob) -> bool {
+        let name = entry.key.rsplit('/').next().unwrap_or(&entry.key);
+        let matches = |pattern: &String| {
+            let subject = if pattern.contains('/') { entry.key.as_str() } else { name };
+            glob(pattern, subject)
+        };
+        if !self.include.is_empty() && !self.include.iter().any(matches) {
+            return false;
+        }
+        if self.exclude.iter().any(matches) {
+            return false;
+        }
+        if !self.extensions.is_empty() {
+            let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+            if !extension.is_some_and(|e| self.extensions.contains(&e)) {
+                return false;
+            }
+        }
+        self.min_size.is_none_or(|min| entry.size >= min)
+            && self.max_size.is_none_or(|max| entry.size <= max)
+            && self.after.as_ref().is_none_or(|after| entry.last_modified >= *after)
+            && self.before.as_ref().is_none_or(|before| entry.last_modified <= *before)
+    }
+}
+
+/// Glob matching: `*` any run of characters except `/`, `**` any run including `/`, `?` one
+/// character.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') if p.get(1) == Some(&'*') => {
+                let rest = &p[2..];
+                (0..=t.len()).any(|i| go(rest, &t[i..]))
+            }
+            Some('*') => {
+                let rest = &p[1..];
+                for i in 0..=t.len() {
+                    if go(rest, &t[i..]) {
+                        return true;
+                    }
+                    if t.get(i) == Some(&'/') {
+                        break;
+                    }
+                }
+                false
+            }
+            Some('?') => !t.is_empty() && t[0] != '/' && go(&p[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+fn sanitize(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() { "file".into() } else { cleaned }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_names_and_paths() {
+        assert!(glob("*.jpg", "cat.jpg"));
+        assert!(!glob("*.jpg", "cat.png"));
+        assert!(glob("img_??.png", "img_01.png"));
+        assert!(!glob("a/*.txt", "a/b/c.txt"));
+        assert!(glob("a/**/*.txt", "a/b/c.txt"));
+        assert!(glob("**", "x/y/z"));
+    }
+
+    #[test]
+    fn filters_admit_by_name_size_and_time() {
+        let filters = Filters::of(&json!({
+            "include_patterns": ["*.jpg", "raw/**"],
+            "exclude_patterns": ["*_draft.jpg"],
+            "min_size_bytes": 10,
+            "modified_after": "2026-01-01T00:00:00Z",
+        }));
+        let entry = |key: &str, size: u64, at: &str| ListedBlob {
+            key: key.into(),
+            size,
+            etag: None,
+            last_modified: at.into(),
+        };
+        let late = "2026-06-01T00:00:00.000000Z";
+        assert!(filters.admit(&entry("a/cat.jpg", 20, late)));
+        assert!(filters.admit(&entry("raw/x/file.bin", 20, late)));
+        assert!(!filters.admit(&entry("a/cat_draft.jpg", 20, late)));
+        assert!(!filters.admit(&entry("a/cat.png", 20, late)));
+        assert!(!filters.admit(&entry("a/cat.jpg", 5, late)));
+        assert!(!filters.admit(&entry("a/cat.jpg", 20, "2025-06-01T00:00:00.000000Z")));
+    }
+}

@@ -1,0 +1,243 @@
+//! Syncs from an S3 connection (moto): the first run copies what the filters admit, a second
+//! run with nothing changed writes nothing, a change and an addition are copied and a deletion
+//! is reconciled; pause, resume, unlock, runs and metrics; and validation.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestServer, assert_error, start_allowing};
+
+fn moto() -> Option<String> {
+    match std::env::var("SLUICE_TEST_S3_ENDPOINT") {
+        Ok(endpoint) => Some(endpoint),
+        Err(_) if std::env::var("SLUICE_TEST_SKIP_EMULATORS").as_deref() == Ok("1") => None,
+        Err(_) => {
+            panic!("SLUICE_TEST_S3_ENDPOINT is not set: run `eval \"$(scripts/services.sh up)\"`")
+        }
+    }
+}
+
+/// Writes (or with `None` deletes) a file of a moto bucket, creating the bucket first when
+/// needed (moto takes an unsigned CreateBucket).
+async fn put_file(endpoint: &str, path: &str, body: Option<&str>) {
+    let (bucket, key) = path.split_once('/').unwrap();
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
+    assert!(created.status().is_success(), "creating {bucket}: {}", created.status());
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "sluice-test"),
+        ("AWS_SECRET_ACCESS_KEY", "sluice-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let store = sluice::blob::BlobStore::open_with_env(&format!("s3://{bucket}"), env).unwrap();
+    match body {
+        Some(body) => {
+            store.put(key, bytes::Bytes::from(body.to_string()), Some("text/plain")).await.unwrap();
+        }
+        None => store.delete(key).await.unwrap(),
+    }
+}
+
+/// Waits until the sync has `count` finished runs and returns the newest.
+async fn finished_run(s: &TestServer, ns: &str, sync: &str, count: usize) -> Value {
+    for _ in 0..300 {
+        let (status, page) = s.post(&format!("{sync}/jobs"), Some(ns), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let runs = page["results"].as_array().unwrap();
+        let done: Vec<&Value> = runs.iter().filter(|r| r["status"] != "running").collect();
+        if done.len() >= count {
+            return done[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the sync did not finish {count} runs");
+}
+
+async fn objects(s: &TestServer, ns: &str, bucket: &str) -> Vec<Value> {
+    let path = format!("/v1/buckets/{bucket}/objects/list");
+    let (status, page) = s.post(&path, Some(ns), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["results"].as_array().unwrap().clone()
+}
+
+fn by_file(objects: &[Value]) -> Vec<(String, i64)> {
+    let mut files: Vec<(String, i64)> = objects
+        .iter()
+        .map(|o| {
+            let blob = &o["blobs"][0];
+            assert_eq!(blob["properties"]["source"], "sync", "{o}");
+            (
+                blob["properties"]["source_key"].as_str().unwrap().to_string(),
+                blob["details"]["size_bytes"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+async fn s3_sync_lifecycle(backend: Backend) {
+    let Some(endpoint) = moto() else { return };
+    let Some(s) = start_allowing(backend, "127.0.0.0/8").await else { return };
+    let tag = if matches!(backend, Backend::Sqlite) { "sqlite" } else { "postgres" };
+    let source = format!("sync-{}-{tag}", std::process::id());
+    for (key, body) in [
+        ("docs/a.txt", "alpha"),
+        ("docs/b.txt", "bravo"),
+        ("docs/c.txt", "charlie"),
+        ("docs/skip.bin", "binary"),
+        ("other/d.txt", "delta"),
+    ] {
+        put_file(&endpoint, &format!("{source}/{key}"), Some(body)).await;
+    }
+
+    let connection = json!({"name": "moto", "provider_type": "s3", "provider_config": {
+        "endpoint_url": endpoint, "credentials": {"type": "access_key",
+        "access_key_id": "sluice-test", "secret_access_key": "sluice-test-secret"}}});
+    let (status, connection) = s.post("/v1/organizations/connections", None, connection).await;
+    assert_eq!(status, StatusCode::OK, "{connection}");
+    let connection_id = connection["connection_id"].as_str().unwrap();
+
+    let ns = s.namespace("synced").await;
+    let bucket = s.bucket(&ns, "docs", json!({"properties": {"body": {"type": "text"}}})).await;
+    let body = json!({
+        "connection_id": connection_id,
+        "source_path": format!("{source}/docs"),
+        "polling_interval_seconds": 3600,
+        "batch_size": 2,
+        "file_filters": {"extensions": ["txt"]},
+    });
+    let syncs = format!("/v1/buckets/{bucket}/syncs");
+    let (status, created) = s.post(&syncs, Some(&ns), body).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["sync_config_id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sync_"));
+    assert_eq!(created["status"], "ACTIVE");
+    assert_eq!(created["sync_mode"], "continuous");
+    assert_eq!(created["schema_mapping"]["blob_property"], "body");
+    let sync = format!("{syncs}/{id}");
+
+    // The first run, scheduled at creation: the three .txt files under docs/.
+    let run = finished_run(&s, &ns, &sync, 1).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["trigger"], "scheduled");
+    assert_eq!(run["files_synced"], 3, "{run}");
+    let listed = objects(&s, &ns, &bucket).await;
+    assert_eq!(
+        by_file(&listed),
+        [("docs/a.txt".into(), 5), ("docs/b.txt".into(), 5), ("docs/c.txt".into(), 7)]
+    );
+    let (_, got) = s.get(&sync, Some(&ns)).await;
+    assert_eq!(got["total_files_synced"], 3);
+    assert_eq!(got["batches_created"], 2, "three objects in batches of two");
+    assert_eq!(got["locked"], false);
+    assert!(got["next_sync_at"].is_string());
+
+    // Nothing changed: a triggered run writes nothing.
+    let (status, triggered) = s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{triggered}");
+    let run_id = triggered["sync_job_id"].as_str().unwrap().to_string();
+    let run = finished_run(&s, &ns, &sync, 2).await;
+    assert_eq!(run["sync_job_id"], json!(run_id));
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!((run["files_synced"].clone(), run["files_deleted"].clone()), (json!(0), json!(0)));
+    assert_eq!(objects(&s, &ns, &bucket).await.len(), 3);
+
+    // One file changed, one added, one deleted: exactly those.
+    put_file(&endpoint, &format!("{source}/docs/b.txt"), Some("bravo, again")).await;
+    put_file(&endpoint, &format!("{source}/docs/e.txt"), Some("echo")).await;
+    put_file(&endpoint, &format!("{source}/docs/c.txt"), None).await;
+    s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+    let run = finished_run(&s, &ns, &sync, 3).await;
+    assert_eq!(run["files_synced"], 2, "{run}");
+    assert_eq!(run["files_deleted"], 1, "{run}");
+    let listed = objects(&s, &ns, &bucket).await;
+    assert_eq!(
+        by_file(&listed),
+        [("docs/a.txt".into(), 5), ("docs/b.txt".into(), 12), ("docs/e.txt".into(), 4)]
+    );
+    let (_, one) = s.get(&format!("{sync}/jobs/{run_id}"), Some(&ns)).await;
+    assert_eq!(one["status"], "completed");
+
+    // Pause, resume, unlock, metrics.
+    let (_, paused) = s.post(&format!("{sync}/pause"), Some(&ns), json!({})).await;
+    assert_eq!(paused["paused"], true);
+    assert!(paused["next_sync_at"].is_null());
+    let (_, resumed) = s.post(&format!("{sync}/resume"), Some(&ns), json!({})).await;
+    assert_eq!(resumed["paused"], false);
+    let run = finished_run(&s, &ns, &sync, 4).await;
+    assert_eq!(run["trigger"], "scheduled", "resuming runs the sync at once");
+    let (status, unlocked) = s.post(&format!("{sync}/unlock"), Some(&ns), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{unlocked}");
+    let (_, metrics) = s.get(&format!("{sync}/metrics"), Some(&ns)).await;
+    assert_eq!(metrics["total_files_synced"], 5, "{metrics}");
+    assert_eq!(metrics["healthy"], true);
+    assert!(metrics["last_job"]["sync_job_id"].is_string());
+
+    // An initial_only sync runs once and is then COMPLETED.
+    let once = json!({"connection_id": connection_id, "source_path": format!("{source}/other"),
+                      "sync_mode": "initial_only"});
+    let (_, created) = s.post(&syncs, Some(&ns), once).await;
+    let once = format!("{syncs}/{}", created["sync_config_id"].as_str().unwrap());
+    let run = finished_run(&s, &ns, &once, 1).await;
+    assert_eq!(run["files_synced"], 1);
+    let (_, got) = s.get(&once, Some(&ns)).await;
+    assert_eq!(got["status"], "COMPLETED");
+    assert!(got["next_sync_at"].is_null());
+
+    let (_, page) = s.post(&format!("{syncs}/list"), Some(&ns), json!({})).await;
+    assert_eq!(page["total"], 2);
+    let (status, _) = s.call(Method::DELETE, &sync, Some(&ns), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s.get(&sync, Some(&ns)).await;
+    assert_error(status, &body, 404);
+    assert_eq!(objects(&s, &ns, &bucket).await.len(), 4, "a sync's objects outlive it");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_sync_lifecycle_sqlite() {
+    s3_sync_lifecycle(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_sync_lifecycle_postgres() {
+    s3_sync_lifecycle(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_syncs_are_refused() {
+    let s = start_allowing(Backend::Sqlite, "127.0.0.0/8").await.unwrap();
+    let ns = s.namespace("refused").await;
+    let bucket = s.bucket(&ns, "b", json!({"properties": {"body": {"type": "text"}}})).await;
+    let feed = json!({"name": "feed", "provider_type": "rss", "provider_config": {}});
+    let (_, feed) = s.post("/v1/organizations/connections", None, feed).await;
+    let s3 = json!({"name": "s3", "provider_type": "s3", "test_before_save": false,
+        "provider_config": {"endpoint_url": "http://127.0.0.1:1", "credentials": {
+        "type": "access_key", "access_key_id": "a", "secret_access_key": "b"}}});
+    let (_, s3) = s.post("/v1/organizations/connections", None, s3).await;
+    let s3 = s3["connection_id"].as_str().unwrap();
+    let syncs = format!("/v1/buckets/{bucket}/syncs");
+    for body in [
+        json!({"connection_id": feed["connection_id"], "source_path": "https://example.com/rss"}),
+        json!({"connection_id": "conn_missing", "source_path": "b"}),
+        json!({"connection_id": s3, "source_path": ""}),
+        json!({"connection_id": s3, "source_path": "b", "sync_mode": "hourly"}),
+        json!({"connection_id": s3, "source_path": "b", "polling_interval_seconds": 5}),
+        json!({"connection_id": s3, "source_path": "b", "batch_size": 500}),
+        json!({"connection_id": s3, "source_path": "b", "file_filters": {"mime_types": ["a/b"]}}),
+        json!({"connection_id": s3, "source_path": "b", "schema_mapping": {"mappings": {
+            "title": {"target_type": "field", "source": {"type": "filename"}}}}}),
+    ] {
+        let (status, answer) = s.post(&syncs, Some(&ns), body.clone()).await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::NOT_FOUND,
+            "{body} → {status} {answer}"
+        );
+        assert_error(status, &answer, status.as_u16());
+    }
+    s.stop().await;
+}
