@@ -1,11 +1,17 @@
-//! Crash drill: three sluice processes share one PostgreSQL database and process one batch;
-//! one of them is killed with SIGKILL in the middle. The batch must still complete, with every
-//! object's outcome and documents written exactly once and no job left leased.
+//! Crash drills on PostgreSQL, with sluice processes sharing one database:
+//!
+//! - three processes process one batch and one is killed with SIGKILL in the middle: the batch
+//!   must still complete, with every object's outcome and documents written exactly once and no
+//!   job left leased;
+//! - a sync's process is killed in the middle of a run of a few thousand files: another process
+//!   finishes the run, and every file ends up as exactly one object; runs of one sync never
+//!   overlap, whichever process runs them.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -29,6 +35,15 @@ fn free_port() -> u16 {
 }
 
 fn spawn(dir: &std::path::Path, database_url: &str, name: &str) -> Process {
+    spawn_with(dir, database_url, name, &[])
+}
+
+fn spawn_with(
+    dir: &std::path::Path,
+    database_url: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Process {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     for (key, _) in std::env::vars() {
@@ -47,6 +62,7 @@ fn spawn(dir: &std::path::Path, database_url: &str, name: &str) -> Process {
         .env("SLUICE_BATCH_SLICE_SIZE", "50")
         .env("SLUICE_BATCH_CONCURRENCY", "2")
         .env("SLUICE_JOB_LEASE_SECONDS", "3")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(log);
     let process = Process { child: command.spawn().unwrap(), port };
@@ -200,6 +216,156 @@ async fn a_killed_worker_loses_nothing() {
 
     drop(third);
     drop(first);
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.ok();
+}
+
+const FILES: usize = 2000;
+
+/// Writes the drill's source files into a fresh moto bucket; `None` when the emulators are
+/// skipped on purpose.
+async fn seed_moto() -> Option<(String, String)> {
+    let endpoint = match std::env::var("SLUICE_TEST_S3_ENDPOINT") {
+        Ok(endpoint) => endpoint,
+        Err(_) if std::env::var("SLUICE_TEST_SKIP_EMULATORS").as_deref() == Ok("1") => return None,
+        Err(_) => panic!("SLUICE_TEST_S3_ENDPOINT is not set; run scripts/test.sh"),
+    };
+    let bucket = format!("drill-{}", uuid::Uuid::new_v4().simple());
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
+    assert!(created.status().is_success());
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "sluice-test"),
+        ("AWS_SECRET_ACCESS_KEY", "sluice-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let store = sluice::blob::BlobStore::open_with_env(&format!("s3://{bucket}"), env).unwrap();
+    let writes = (0..FILES).map(|i| {
+        let store = &store;
+        async move {
+            let body = bytes::Bytes::from(format!("file {i} of the sync drill"));
+            store.put(&format!("in/{i:05}.txt"), body, Some("text/plain")).await.unwrap();
+        }
+    });
+    futures::stream::iter(writes).buffer_unordered(16).collect::<Vec<()>>().await;
+    Some((endpoint, bucket))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_mid_run_copies_every_file_once() {
+    let Some((url, admin, name)) = fresh_database().await else {
+        eprintln!("skipping: SLUICE_TEST_SKIP_POSTGRES=1");
+        return;
+    };
+    let Some((endpoint, source)) = seed_moto().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // moto listens on loopback, which the operator allows here.
+    let allow = [("SLUICE_ALLOW_PRIVATE_NETWORKS", "127.0.0.0/8")];
+    let first = spawn_with(dir.path(), &url, "sync-first", &allow);
+    let port = first.port;
+    let connection = json!({"name": "moto", "provider_type": "s3", "provider_config": {
+        "endpoint_url": endpoint, "credentials": {"type": "access_key",
+        "access_key_id": "sluice-test", "secret_access_key": "sluice-test-secret"}}});
+    let connection = call(port, "/v1/organizations/connections", None, Some(connection)).await;
+    let ns =
+        call(port, "/v1/namespaces", None, Some(json!({"namespace_name": "sync-drill"}))).await;
+    let ns = ns["namespace_id"].as_str().unwrap().to_string();
+    let schema = json!({"bucket_name": "files",
+                        "bucket_schema": {"properties": {"content": {"type": "text"}}}});
+    let bucket = call(port, "/v1/buckets", Some(&ns), Some(schema)).await;
+    let bucket = bucket["bucket_id"].as_str().unwrap().to_string();
+    let body = json!({"connection_id": connection["connection_id"], "source_path": format!("{source}/in"),
+                      "polling_interval_seconds": 3600, "skip_batch_submission": true});
+    let sync = call(port, &format!("/v1/buckets/{bucket}/syncs"), Some(&ns), Some(body)).await;
+    let sync_path =
+        format!("/v1/buckets/{bucket}/syncs/{}", sync["sync_config_id"].as_str().unwrap());
+    // Started after the sync, so that the first process is running its first run.
+    let second = spawn_with(dir.path(), &url, "sync-second", &allow);
+
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let count_sql = "SELECT COUNT(*), COUNT(DISTINCT doc->'blobs'->0->'properties'->>'source_key') \
+                     FROM objects WHERE bucket_id = $1 AND deleted_at IS NULL";
+    let mut first = Some(first);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut killed_at = None;
+    let (objects, distinct) = loop {
+        if Instant::now() >= deadline {
+            let mut logs = String::new();
+            for name in ["sync-first", "sync-second"] {
+                let text = std::fs::read_to_string(dir.path().join(format!("{name}.log")));
+                logs += &format!("--- {name}\n{}\n", text.unwrap_or_default());
+            }
+            let jobs = format!("{sync_path}/jobs");
+            let runs = call(second.port, &jobs, Some(&ns), Some(json!({}))).await;
+            panic!("the sync did not copy every file: {runs}\n{logs}");
+        }
+        let (objects, distinct): (i64, i64) =
+            sqlx::query_as(count_sql).bind(&bucket).fetch_one(&mut db).await.unwrap();
+        if first.is_some() && objects >= (FILES / 10) as i64 {
+            let mut process = first.take().unwrap();
+            process.child.kill().unwrap();
+            process.child.wait().unwrap();
+            killed_at = Some(objects);
+        }
+        if objects >= FILES as i64 {
+            break (objects, distinct);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let killed_at = killed_at.expect("the first process was killed");
+    assert!(killed_at < FILES as i64, "the kill came after the run was done");
+    assert_eq!((objects, distinct), (FILES as i64, FILES as i64), "one object per file");
+    let ledger: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sync_ledger").fetch_one(&mut db).await.unwrap();
+    assert_eq!(ledger, FILES as i64);
+    let rescued: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'sync.run' AND attempts > 1",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert!(rescued > 0, "the killed process's run was taken over by another");
+
+    // More runs, triggered on both remaining processes at once: they never overlap.
+    let third = spawn_with(dir.path(), &url, "sync-third", &allow);
+    for port in [second.port, third.port, second.port, third.port] {
+        call(port, &format!("{sync_path}/trigger"), Some(&ns), Some(json!({}))).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let runs = loop {
+        assert!(Instant::now() < deadline, "the triggered runs did not finish");
+        let page =
+            call(second.port, &format!("{sync_path}/jobs"), Some(&ns), Some(json!({}))).await;
+        let runs = page["results"].as_array().unwrap().clone();
+        if runs.len() >= 5 && runs.iter().all(|r| r["status"] != "running") {
+            break runs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut spans: Vec<(String, String)> = runs
+        .iter()
+        .filter(|r| r["status"] == "completed")
+        .map(|r| {
+            (r["started_at"].as_str().unwrap().into(), r["completed_at"].as_str().unwrap().into())
+        })
+        .collect();
+    spans.sort();
+    assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "runs overlapped: {spans:?}");
+    let (objects, _): (i64, i64) =
+        sqlx::query_as(count_sql).bind(&bucket).fetch_one(&mut db).await.unwrap();
+    assert_eq!(objects, FILES as i64, "later runs copied nothing again");
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'sync.run' AND status = 'running'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(leased, 0, "no sync run is left running");
+    db.close().await.ok();
+
+    drop((second, third));
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.ok();
