@@ -503,10 +503,13 @@ pub async fn metrics(
     let last =
         state.store.list(Table::SyncJobs, scope, &spec).await?.rows.first().map(|r| r.doc.clone());
     let interval = doc["polling_interval_seconds"].as_i64().unwrap_or(300);
+    let since = doc["last_sync_at"]
+        .as_str()
+        .and_then(parse_time)
+        .map(|at| (time::OffsetDateTime::now_utc() - at).whole_seconds());
     let stale = doc["sync_mode"] == "continuous"
-        && doc["last_sync_at"].as_str().and_then(parse_time).is_some_and(|at| {
-            (time::OffsetDateTime::now_utc() - at).whole_seconds() > 3 * interval.max(60)
-        });
+        && doc["paused"] != true
+        && since.is_some_and(|seconds| seconds > 3 * interval.max(60));
     Ok(json!({
         "sync_config_id": doc["sync_config_id"],
         "status": doc["status"],
@@ -516,8 +519,12 @@ pub async fn metrics(
         "total_files_synced": doc["total_files_synced"],
         "total_files_failed": doc["total_files_failed"],
         "total_bytes_synced": doc["total_bytes_synced"],
+        "batches_created": doc["batches_created"],
+        "sync_run_counter": doc["sync_run_counter"],
         "last_sync_at": doc["last_sync_at"],
+        "seconds_since_last_sync": since,
         "next_sync_at": doc["next_sync_at"],
+        "running_job": last.as_ref().is_some_and(|run| run["status"] == "running"),
         "consecutive_failures": doc["consecutive_failures"],
         "last_error": doc["last_error"],
         "is_stale": stale,
@@ -1203,7 +1210,10 @@ fn check_reconcile(given: Option<Map<String, Value>>) -> Result<Value> {
             }
             "re_extract_fields" => out["re_extract_fields"] = value,
             other => {
-                return Err(Error::invalid(format!("reconcile.{other}"), "not a reconcile setting"));
+                return Err(Error::invalid(
+                    format!("reconcile.{other}"),
+                    "not a reconcile setting",
+                ));
             }
         }
     }
