@@ -320,12 +320,11 @@ async fn a_sync_killed_mid_run_copies_every_file_once() {
     let ledger: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM sync_ledger").fetch_one(&mut db).await.unwrap();
     assert_eq!(ledger, FILES as i64);
-    let rescued: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE kind = 'sync.run' AND attempts > 1",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+    let rescued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'sync.run' AND attempts > 1")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     assert!(rescued > 0, "the killed process's run was taken over by another");
 
     // More runs, triggered on both remaining processes at once: they never overlap.

@@ -161,7 +161,7 @@ pub async fn create(
         "reconcile": check_reconcile(input.reconcile)?,
         "max_objects_per_run": ranged("max_objects_per_run", input.max_objects_per_run,
             100_000, 1, i64::MAX)?,
-        "sync_concurrency": ranged("sync_concurrency", input.sync_concurrency, 1, 1, 100)?,
+        "sync_concurrency": ranged("sync_concurrency", input.sync_concurrency, 8, 1, 100)?,
         "description": input.description,
         "metadata": input.metadata.unwrap_or_default(),
         "status": "ACTIVE",
@@ -285,7 +285,7 @@ pub async fn update(
             json!(ranged("max_objects_per_run", Some(most), 100_000, 1, i64::MAX)?);
     }
     if let Some(concurrency) = input.sync_concurrency {
-        doc["sync_concurrency"] = json!(ranged("sync_concurrency", Some(concurrency), 1, 1, 100)?);
+        doc["sync_concurrency"] = json!(ranged("sync_concurrency", Some(concurrency), 8, 1, 100)?);
     }
     if let Some(skip) = input.skip_batch_submission {
         doc["skip_batch_submission"] = json!(skip);
@@ -594,7 +594,6 @@ pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<()> {
     let full = job.payload["full_sync"] == true;
     let outcome = sync_files(state, job, &doc, &mut record, full).await;
     finish(state, job, &sync_id, &mut record, outcome).await?;
-    state.store.unlock_sync(&sync_id, Some(&job.id)).await?;
     if scheduled || doc["sync_mode"] == "initial_only" {
         schedule_next(state, &job.org_id, &sync_id).await?;
     }
@@ -662,6 +661,7 @@ async fn sync_files(
         mapping: &mapping,
         run: run_number,
         job_id: &job.id,
+        concurrency: usize::try_from(doc["sync_concurrency"].as_i64().unwrap_or(1)).unwrap_or(1),
     };
 
     let mut tally = Tally::default();
@@ -732,6 +732,7 @@ struct RunCtx<'a> {
     mapping: &'a Value,
     run: i64,
     job_id: &'a str,
+    concurrency: usize,
 }
 
 impl RunCtx<'_> {
@@ -752,8 +753,7 @@ impl RunCtx<'_> {
             .await
             .map_err(|e| e.to_string())?;
         let mut unchanged = Vec::new();
-        let mut created = Vec::new();
-        let mut copied = 0;
+        let mut work = Vec::new();
         for entry in &page {
             let before = known.get(&entry.key);
             let same = before.is_some_and(|b| {
@@ -763,13 +763,26 @@ impl RunCtx<'_> {
             });
             if same && !full {
                 unchanged.push(entry.key.as_str());
-                continue;
+            } else if (work.len() as i64) < budget {
+                work.push((entry, before));
             }
-            if copied >= budget {
-                break;
-            }
-            copied += 1;
-            match self.copy(entry, before).await {
+        }
+        // Up to `sync_concurrency` files are copied at once.
+        type Copy<'c> = futures::future::BoxFuture<
+            'c,
+            (&'c ListedBlob, std::result::Result<(String, bool), String>),
+        >;
+        let copies: Vec<Copy<'_>> = work
+            .into_iter()
+            .map(|(entry, before)| -> Copy<'_> {
+                Box::pin(async move { (entry, self.copy(entry, before).await) })
+            })
+            .collect();
+        let outcomes: Vec<_> =
+            futures::stream::iter(copies).buffer_unordered(self.concurrency).collect().await;
+        let mut created = Vec::new();
+        for (entry, outcome) in outcomes {
+            match outcome {
                 Ok((object_id, is_new)) => {
                     tally.synced += 1;
                     tally.bytes += i64::try_from(entry.size).unwrap_or(0);
@@ -986,7 +999,7 @@ fn fill(record: &mut Value, tally: &Tally) {
     record["updated_at"] = json!(now());
 }
 
-/// Records a run's outcome on the run and on the sync.
+/// Records a run's outcome on the sync, releases the sync's lock, and records it on the run.
 async fn finish(
     state: &AppState,
     job: &ClaimedJob,
@@ -1043,9 +1056,12 @@ async fn finish(
     record["phase"] = json!("done");
     record["completed_at"] = json!(at);
     record["updated_at"] = json!(at);
-    save_run(state, record).await?;
     doc["updated_at"] = json!(at);
-    save(state, &doc).await
+    save(state, &doc).await?;
+    // Released before the run reads as finished, so that whoever sees it finished can run
+    // the sync again at once.
+    state.store.unlock_sync(sync_id, Some(&job.id)).await?;
+    save_run(state, record).await
 }
 
 // Scheduling.
