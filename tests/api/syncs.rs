@@ -241,3 +241,69 @@ async fn invalid_syncs_are_refused() {
     }
     s.stop().await;
 }
+
+/// The same sync from GCS (fake-gcs-server) and Azure (Azurite): what the connection's bucket
+/// or container holds under the sync's prefix becomes objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_and_azure_syncs_copy_their_files() {
+    let Ok(gcs) = std::env::var("SLUICE_TEST_GCS_ENDPOINT") else {
+        assert_eq!(std::env::var("SLUICE_TEST_SKIP_EMULATORS").as_deref(), Ok("1"));
+        return;
+    };
+    let key_file = std::env::var("SLUICE_TEST_GCS_SERVICE_ACCOUNT").unwrap();
+    let azure = std::env::var("SLUICE_TEST_AZURE_ENDPOINT").unwrap();
+    let account = std::env::var("SLUICE_TEST_AZURE_ACCOUNT").unwrap();
+    let account_key = std::env::var("SLUICE_TEST_AZURE_ACCOUNT_KEY").unwrap();
+    let s = start_allowing(Backend::Sqlite, "127.0.0.0/8").await.unwrap();
+    let name = format!("sync-{}", std::process::id());
+    crate::emulators::create_gcs_bucket(&gcs, &name).await;
+    crate::emulators::create_azure_container(&azure, &account, &account_key, &name).await;
+
+    let service_account = std::fs::read_to_string(&key_file).unwrap();
+    let azure_store = sluice::blob::BlobStore::open_with_env(
+        &format!("az://{name}/shared"),
+        [
+            ("AZURE_STORAGE_ACCOUNT_NAME", account.as_str()),
+            ("AZURE_STORAGE_ACCOUNT_KEY", account_key.as_str()),
+            ("AZURE_STORAGE_ENDPOINT", azure.as_str()),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap();
+    for (key, body) in [("in/one.txt", "one"), ("in/two.txt", "two!"), ("out/three.txt", "3")] {
+        crate::emulators::put_gcs_object(&gcs, &name, &format!("shared/{key}"), body).await;
+        azure_store.put(key, bytes::Bytes::from(body), Some("text/plain")).await.unwrap();
+    }
+
+    let connections = [
+        json!({"name": "gcs", "provider_type": "gcs", "provider_config": {
+            "bucket": name, "prefix": "shared", "endpoint_url": gcs, "credentials": {
+            "type": "service_account", "service_account_json": service_account}}}),
+        json!({"name": "azure", "provider_type": "azure_blob", "provider_config": {
+            "container": name, "prefix": "shared", "endpoint_url": azure, "credentials": {
+            "type": "account_key", "account_name": account, "account_key": account_key}}}),
+    ];
+    let ns = s.namespace("clouds").await;
+    for connection in connections {
+        let (status, connection) = s.post("/v1/organizations/connections", None, connection).await;
+        assert_eq!(status, StatusCode::OK, "{connection}");
+        let provider = connection["provider_type"].as_str().unwrap().to_string();
+        let schema = json!({"properties": {"body": {"type": "text"}}});
+        let bucket = s.bucket(&ns, &provider, schema).await;
+        let body = json!({"connection_id": connection["connection_id"], "source_path": "in",
+                          "sync_mode": "initial_only", "skip_batch_submission": true});
+        let syncs = format!("/v1/buckets/{bucket}/syncs");
+        let (status, created) = s.post(&syncs, Some(&ns), body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let sync = format!("{syncs}/{}", created["sync_config_id"].as_str().unwrap());
+        let run = finished_run(&s, &ns, &sync, 1).await;
+        assert_eq!(run["files_synced"], 2, "{provider}: {run}");
+        let listed = objects(&s, &ns, &bucket).await;
+        assert_eq!(
+            by_file(&listed),
+            [("shared/in/one.txt".into(), 3), ("shared/in/two.txt".into(), 4)],
+            "{provider}"
+        );
+    }
+    s.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Setting up the storage emulators for a test: buckets and containers that sluice itself never
-//! creates.
+//! creates. Each test crate that includes this file uses only some of it.
+#![allow(dead_code)]
 
 use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential};
 use object_store::client::{HttpRequest, HttpRequestBody};
@@ -34,4 +35,13 @@ pub async fn create_gcs_bucket(endpoint: &str, bucket: &str) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "creating a GCS bucket: {}", response.status());
+}
+
+/// Writes an object into fake-gcs-server through its JSON upload API (it does not take the
+/// XML API's writes that `object_store` sends).
+pub async fn put_gcs_object(endpoint: &str, bucket: &str, name: &str, body: &str) {
+    let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    let url = format!("{endpoint}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={name}");
+    let response = reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap();
+    assert!(response.status().is_success(), "writing to GCS: {}", response.status());
 }
