@@ -36,3 +36,14 @@ CREATE TABLE sync_ledger (
     seen_run      INTEGER NOT NULL,
     PRIMARY KEY (sync_id, key)
 );
+
+-- Files whose copy keeps failing. After a bounded number of failed runs a file is quarantined
+-- (the dead-letter list) and skipped until requeued; `failed` entries are never retried.
+CREATE TABLE sync_failures (
+    sync_id    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    doc        TEXT NOT NULL,
+    PRIMARY KEY (sync_id, key)
+);

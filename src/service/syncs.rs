@@ -46,6 +46,8 @@ const PAGE: usize = 500;
 const DELETE_GUARD: f64 = 0.5;
 /// Failed runs in a row after which a sync is suspended.
 const SUSPEND_AFTER: i64 = 5;
+/// Failed runs after which a file is quarantined: left out of runs until requeued.
+const MAX_RETRIES: i64 = 3;
 /// Errors kept on a run's record.
 const ERRORS_KEPT: usize = 20;
 /// How long a run's lock lasts without renewal; a run renews it after every page.
@@ -502,6 +504,14 @@ pub async fn metrics(
     let spec = PageParams::default().resolve(1, 1)?.spec(filter, sort, false);
     let last =
         state.store.list(Table::SyncJobs, scope, &spec).await?.rows.first().map(|r| r.doc.clone());
+    let sync_id = doc["sync_config_id"].as_str().unwrap_or_default();
+    let dead = state.store.sync_failures(sync_id, &["quarantined"], &[], DEAD_LETTER_LIMIT).await?;
+    let mut by_error = Map::new();
+    for entry in &dead {
+        let kind = entry["error_type"].as_str().unwrap_or("unknown").to_string();
+        let count = by_error.get(&kind).and_then(Value::as_i64).unwrap_or(0) + 1;
+        by_error.insert(kind, json!(count));
+    }
     let interval = doc["polling_interval_seconds"].as_i64().unwrap_or(300);
     let since = doc["last_sync_at"]
         .as_str()
@@ -529,10 +539,111 @@ pub async fn metrics(
         "last_error": doc["last_error"],
         "is_stale": stale,
         "healthy": doc["consecutive_failures"].as_i64().unwrap_or(0) == 0 && !stale,
-        "dlq_total": 0,
-        "dlq_by_error": {},
+        "dlq_total": dead.len(),
+        "dlq_by_error": by_error,
         "last_job": last,
     }))
+}
+
+/// The filter of a dead-letter list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListDeadLetters {
+    pub only_max_retries: Option<bool>,
+    pub error_types: Option<Vec<String>>,
+}
+
+/// Which dead-letter entries a requeue or a bulk mark applies to.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeadLetterSelection {
+    pub error_types: Option<Vec<String>>,
+}
+
+/// The largest dead-letter page, and the most entries one requeue or mark changes.
+const DEAD_LETTER_LIMIT: i64 = 10_000;
+
+/// Lists the files of a sync whose copies failed: those still retried, quarantined ones
+/// (`max_retries_reached`) and those marked as failed for good.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn dead_letters(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+    req: ListDeadLetters,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    let sync_id = doc["sync_config_id"].as_str().unwrap_or_default();
+    let states: &[&str] = if req.only_max_retries == Some(true) {
+        &["quarantined", "failed"]
+    } else {
+        &["retrying", "quarantined", "failed"]
+    };
+    let types = req.error_types.unwrap_or_default();
+    let entries = state.store.sync_failures(sync_id, states, &types, DEAD_LETTER_LIMIT).await?;
+    let total = entries.len();
+    Ok(json!({"results": entries, "total": total}))
+}
+
+/// Returns quarantined files (of `error_types`, or all) to the next runs.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync.
+pub async fn requeue(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+    req: DeadLetterSelection,
+) -> Result<Value> {
+    let doc = load(state, caller, bucket, id).await?;
+    let sync_id = doc["sync_config_id"].as_str().unwrap_or_default();
+    let types = req.error_types.unwrap_or_default();
+    let entries =
+        state.store.sync_failures(sync_id, &["quarantined"], &types, DEAD_LETTER_LIMIT).await?;
+    let at = now();
+    for mut entry in entries.iter().cloned() {
+        entry["state"] = json!("retrying");
+        entry["retry_count"] = json!(0);
+        entry["max_retries_reached"] = json!(false);
+        entry["requeued_at"] = json!(at);
+        let key = entry["source_object_id"].as_str().unwrap_or_default().to_string();
+        state.store.put_sync_failure(sync_id, &key, &entry).await?;
+    }
+    Ok(json!({"requeued": entries.len()}))
+}
+
+/// Marks quarantined and retried files of `error_types` as failed for good: runs skip them.
+///
+/// # Errors
+///
+/// 404 for the bucket or the sync, 422 without error types.
+pub async fn mark_failed(
+    state: &AppState,
+    caller: &NamespacedCaller,
+    bucket: &str,
+    id: &str,
+    req: DeadLetterSelection,
+) -> Result<Value> {
+    let types = req.error_types.unwrap_or_default();
+    if types.is_empty() {
+        return Err(Error::invalid("error_types", "expected at least one error type"));
+    }
+    let doc = load(state, caller, bucket, id).await?;
+    let sync_id = doc["sync_config_id"].as_str().unwrap_or_default();
+    let states = ["retrying", "quarantined"];
+    let entries = state.store.sync_failures(sync_id, &states, &types, DEAD_LETTER_LIMIT).await?;
+    for mut entry in entries.iter().cloned() {
+        entry["state"] = json!("failed");
+        entry["max_retries_reached"] = json!(true);
+        entry["disposal_reason"] = json!("marked_permanently_failed");
+        let key = entry["source_object_id"].as_str().unwrap_or_default().to_string();
+        state.store.put_sync_failure(sync_id, &key, &entry).await?;
+    }
+    Ok(json!({"updated": entries.len()}))
 }
 
 // Runs.
@@ -608,6 +719,7 @@ struct Tally {
     failed: i64,
     bytes: i64,
     deleted: i64,
+    quarantined: i64,
     batch_ids: Vec<String>,
     task_ids: Vec<String>,
     errors: Vec<Value>,
@@ -649,6 +761,7 @@ async fn sync_files(
     save(state, &fresh).await.map_err(|e| e.to_string())?;
 
     let started = record["started_at"].as_str().unwrap_or_default().to_string();
+    let run_id = record["sync_job_id"].as_str().unwrap_or_default().to_string();
     let most = doc["max_objects_per_run"].as_i64().unwrap_or(100_000);
     let batch_size = usize::try_from(doc["batch_size"].as_i64().unwrap_or(50)).unwrap_or(50);
     let submit = doc["skip_batch_submission"] != true;
@@ -660,6 +773,7 @@ async fn sync_files(
         source: &source,
         mapping: &mapping,
         run: run_number,
+        run_id: &run_id,
         job_id: &job.id,
         concurrency: usize::try_from(doc["sync_concurrency"].as_i64().unwrap_or(1)).unwrap_or(1),
     };
@@ -722,6 +836,9 @@ async fn sync_files(
     Ok(tally)
 }
 
+/// A copied file's object id and whether it is new, or the kind of failure and why.
+type CopyOutcome = std::result::Result<(String, bool), (&'static str, String)>;
+
 /// What a run needs while it copies files.
 struct RunCtx<'a> {
     state: &'a AppState,
@@ -731,6 +848,7 @@ struct RunCtx<'a> {
     source: &'a BlobStore,
     mapping: &'a Value,
     run: i64,
+    run_id: &'a str,
     job_id: &'a str,
     concurrency: usize,
 }
@@ -752,9 +870,21 @@ impl RunCtx<'_> {
             .ledger_entries(self.sync_id, &keys)
             .await
             .map_err(|e| e.to_string())?;
+        let failing = self
+            .state
+            .store
+            .sync_failure_states(self.sync_id, &keys)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut unchanged = Vec::new();
         let mut work = Vec::new();
         for entry in &page {
+            if failing.get(&entry.key).is_some_and(|state| state != "retrying") {
+                // Quarantined or given up: seen, so that its object is not deleted, not copied.
+                tally.quarantined += 1;
+                unchanged.push(entry.key.as_str());
+                continue;
+            }
             let before = known.get(&entry.key);
             let same = before.is_some_and(|b| {
                 b.size == i64::try_from(entry.size).unwrap_or(i64::MAX)
@@ -768,10 +898,7 @@ impl RunCtx<'_> {
             }
         }
         // Up to `sync_concurrency` files are copied at once.
-        type Copy<'c> = futures::future::BoxFuture<
-            'c,
-            (&'c ListedBlob, std::result::Result<(String, bool), String>),
-        >;
+        type Copy<'c> = futures::future::BoxFuture<'c, (&'c ListedBlob, CopyOutcome)>;
         let copies: Vec<Copy<'_>> = work
             .into_iter()
             .map(|(entry, before)| -> Copy<'_> {
@@ -789,12 +916,20 @@ impl RunCtx<'_> {
                     if is_new {
                         created.push(object_id);
                     }
+                    if failing.contains_key(&entry.key) {
+                        let store = &self.state.store;
+                        store
+                            .clear_sync_failure(self.sync_id, &entry.key)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
                 }
-                Err(message) => {
+                Err((error_type, message)) => {
                     tally.failed += 1;
                     if tally.errors.len() < ERRORS_KEPT {
                         tally.errors.push(json!({"key": entry.key, "error": message}));
                     }
+                    self.record_failure(entry, error_type, &message).await?;
                 }
             }
         }
@@ -806,13 +941,46 @@ impl RunCtx<'_> {
         Ok(created)
     }
 
-    /// Copies one file into managed storage and creates its object, or points the existing
-    /// object at the new copy; answers the object id and whether it is new.
-    async fn copy(
+    /// Records a failed copy of a file; the last allowed failure quarantines it.
+    async fn record_failure(
         &self,
         entry: &ListedBlob,
-        before: Option<&LedgerEntry>,
-    ) -> std::result::Result<(String, bool), String> {
+        error_type: &str,
+        message: &str,
+    ) -> std::result::Result<(), String> {
+        let store = &self.state.store;
+        let earlier =
+            store.sync_failure(self.sync_id, &entry.key).await.map_err(|e| e.to_string())?;
+        let at = now();
+        let mut doc = earlier.unwrap_or_else(|| {
+            json!({
+                "dlq_id": new_id("dlq_", 20),
+                "sync_config_id": self.sync_id,
+                "source_object_id": entry.key,
+                "source_path": entry.key,
+                "first_seen_at": at,
+                "retry_count": 0,
+                "internal_id": self.caller.caller.internal_id,
+                "namespace_id": self.caller.namespace_id,
+                "bucket_id": self.bucket_id,
+            })
+        });
+        let count = doc["retry_count"].as_i64().unwrap_or(0) + 1;
+        let exhausted = count >= MAX_RETRIES;
+        doc["retry_count"] = json!(count);
+        doc["sync_job_id"] = json!(self.run_id);
+        doc["error_type"] = json!(error_type);
+        doc["error_message"] = json!(message);
+        doc["last_seen_at"] = json!(at);
+        doc["max_retries_reached"] = json!(exhausted);
+        doc["state"] = json!(if exhausted { "quarantined" } else { "retrying" });
+        store.put_sync_failure(self.sync_id, &entry.key, &doc).await.map_err(|e| e.to_string())
+    }
+
+    /// Copies one file into managed storage and creates its object, or points the existing
+    /// object at the new copy; answers the object id and whether it is new, or the kind of
+    /// failure and why.
+    async fn copy(&self, entry: &ListedBlob, before: Option<&LedgerEntry>) -> CopyOutcome {
         let state = self.state;
         let version = hex(&Sha256::digest(
             format!("{}\n{}\n{:?}\n{}", entry.key, entry.size, entry.etag, entry.last_modified)
@@ -828,18 +996,24 @@ impl RunCtx<'_> {
             &version[..24],
             sanitize(&filename)
         );
-        let class = StorageClassOf::bucket(state, self.caller, self.bucket_id).await?;
+        let class = StorageClassOf::bucket(state, self.caller, self.bucket_id)
+            .await
+            .map_err(|e| ("bucket_unavailable", e))?;
         let mime = self.mapping["mime_type_override"]
             .as_str()
             .map(String::from)
             .or_else(|| guess_mime(&filename).map(String::from))
             .unwrap_or_else(|| "application/octet-stream".into());
-        let (_, stream) = self.source.open_read(&entry.key).await.map_err(|e| e.to_string())?;
+        let (_, stream) = self
+            .source
+            .open_read(&entry.key)
+            .await
+            .map_err(|e| ("download_failed", e.to_string()))?;
         let stored = state
             .blobs
             .put_stream(&storage_key, stream, Some(&mime), class, None)
             .await
-            .map_err(|e| format!("copying the file failed: {e}"))?;
+            .map_err(|e| ("download_failed", format!("copying the file failed: {e}")))?;
         let base = self.source.prefix();
         let source_key =
             if base.is_empty() { entry.key.clone() } else { format!("{base}/{}", entry.key) };
@@ -866,11 +1040,16 @@ impl RunCtx<'_> {
                 .await;
                 match replaced {
                     Ok(_) => (before.object_id.clone(), false),
-                    Err(Error::NotFound { .. }) => self.create_object(&file, &version).await?,
-                    Err(e) => return Err(e.to_string()),
+                    Err(Error::NotFound { .. }) => self
+                        .create_object(&file, &version)
+                        .await
+                        .map_err(|e| ("object_rejected", e))?,
+                    Err(e) => return Err(("object_rejected", e.to_string())),
                 }
             }
-            None => self.create_object(&file, &version).await?,
+            None => {
+                self.create_object(&file, &version).await.map_err(|e| ("object_rejected", e))?
+            }
         };
         let ledger = LedgerEntry {
             key: entry.key.clone(),
@@ -879,7 +1058,11 @@ impl RunCtx<'_> {
             last_modified: entry.last_modified.clone(),
             object_id: object_id.clone(),
         };
-        state.store.ledger_put(self.sync_id, &ledger, self.run).await.map_err(|e| e.to_string())?;
+        state
+            .store
+            .ledger_put(self.sync_id, &ledger, self.run)
+            .await
+            .map_err(|e| ("ledger_write_failed", e.to_string()))?;
         Ok((object_id, is_new))
     }
 
@@ -981,6 +1164,7 @@ fn fill(record: &mut Value, tally: &Tally) {
     record["files_synced"] = json!(tally.synced);
     record["files_failed"] = json!(tally.failed);
     record["files_deleted"] = json!(tally.deleted);
+    record["files_quarantined"] = json!(tally.quarantined);
     record["bytes_synced"] = json!(tally.bytes);
     record["errors"] = json!(tally.errors);
     let done = tally.synced + tally.failed;

@@ -263,6 +263,127 @@ impl Store {
         Ok(())
     }
 
+    /// The failure record of a sync's file, if it has one: its state and record.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn sync_failure(&self, sync_id: &str, key: &str) -> StoreResult<Option<Value>> {
+        let sql = "SELECT doc FROM sync_failures WHERE sync_id = $1 AND key = $2";
+        let doc: Option<Json<Value>> = with_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(sync_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(doc.map(|Json(doc)| doc))
+    }
+
+    /// The failure states (`retrying`, `quarantined`, `failed`) of those of `keys` that have
+    /// failed, by key.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn sync_failure_states(
+        &self,
+        sync_id: &str,
+        keys: &[&str],
+    ) -> StoreResult<HashMap<String, String>> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT key, state FROM sync_failures WHERE sync_id = $1 AND key IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let rows: Vec<(String, String)> = with_pool!(self, pool => {
+                let mut q = sqlx::query_as(AssertSqlSafe(sql)).bind(sync_id);
+                for key in chunk {
+                    q = q.bind(*key);
+                }
+                q.fetch_all(pool).await
+            })?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Stores the failure record of a sync's file.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn put_sync_failure(&self, sync_id: &str, key: &str, doc: &Value) -> StoreResult<()> {
+        let sql = "INSERT INTO sync_failures (sync_id, key, state, error_type, doc) \
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sync_id, key) DO UPDATE SET \
+                   state = excluded.state, error_type = excluded.error_type, doc = excluded.doc";
+        let state = doc["state"].as_str().unwrap_or("retrying");
+        let error_type = doc["error_type"].as_str().unwrap_or("");
+        with_pool!(self, pool => sqlx::query(sql)
+            .bind(sync_id)
+            .bind(key)
+            .bind(state)
+            .bind(error_type)
+            .bind(Json(doc))
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Forgets the failure record of a sync's file, once it was copied.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn clear_sync_failure(&self, sync_id: &str, key: &str) -> StoreResult<()> {
+        let sql = "DELETE FROM sync_failures WHERE sync_id = $1 AND key = $2";
+        with_pool!(self, pool => sqlx::query(sql)
+            .bind(sync_id)
+            .bind(key)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The failure records of a sync in `states`, of `error_types` when given, oldest key
+    /// first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a database error.
+    pub async fn sync_failures(
+        &self,
+        sync_id: &str,
+        states: &[&str],
+        error_types: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<Value>> {
+        let mut sql = format!(
+            "SELECT doc FROM sync_failures WHERE sync_id = $1 AND state IN ({})",
+            placeholders(2, states.len())
+        );
+        if !error_types.is_empty() {
+            let first = 2 + states.len();
+            sql.push_str(&format!(
+                " AND error_type IN ({})",
+                placeholders(first, error_types.len())
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY key LIMIT {limit}"));
+        let docs: Vec<Json<Value>> = with_pool!(self, pool => {
+            let mut q = sqlx::query_scalar(AssertSqlSafe(sql)).bind(sync_id);
+            for state in states {
+                q = q.bind(*state);
+            }
+            for error_type in error_types {
+                q = q.bind(error_type);
+            }
+            q.fetch_all(pool).await
+        })?;
+        Ok(docs.into_iter().map(|Json(doc)| doc).collect())
+    }
+
     /// Deletes a sync with its runs and its ledger.
     ///
     /// # Errors
@@ -272,6 +393,7 @@ impl Store {
         in_transaction!(self, tx => {
             for sql in [
                 "DELETE FROM sync_ledger WHERE sync_id = $1",
+                "DELETE FROM sync_failures WHERE sync_id = $1",
                 "DELETE FROM sync_jobs WHERE sync_id = $1",
                 "DELETE FROM syncs WHERE id = $1",
             ] {

@@ -307,3 +307,79 @@ async fn gcs_and_azure_syncs_copy_their_files() {
     }
     s.stop().await;
 }
+
+/// Files whose objects the bucket refuses are retried on the next runs, then quarantined in the
+/// dead-letter list and skipped, until requeued; marking them failed retires them for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_files_reach_the_dead_letter_list() {
+    let Some(endpoint) = moto() else { return };
+    let s = start_allowing(Backend::Sqlite, "127.0.0.0/8").await.unwrap();
+    let source = format!("dlq-{}", std::process::id());
+    for key in ["in/x.txt", "in/y.txt"] {
+        put_file(&endpoint, &format!("{source}/{key}"), Some("text")).await;
+    }
+    let connection = json!({"name": "moto", "provider_type": "s3", "provider_config": {
+        "endpoint_url": endpoint, "credentials": {"type": "access_key",
+        "access_key_id": "sluice-test", "secret_access_key": "sluice-test-secret"}}});
+    let (_, connection) = s.post("/v1/organizations/connections", None, connection).await;
+    let ns = s.namespace("dlq").await;
+    // A required field no synced file fills: every object is refused.
+    let schema = json!({"properties": {"body": {"type": "text"},
+                                       "title": {"type": "string", "required": true}}});
+    let bucket = s.bucket(&ns, "strict", schema).await;
+    let body = json!({"connection_id": connection["connection_id"],
+                      "source_path": format!("{source}/in"), "polling_interval_seconds": 3600});
+    let syncs = format!("/v1/buckets/{bucket}/syncs");
+    let (_, created) = s.post(&syncs, Some(&ns), body).await;
+    let sync = format!("{syncs}/{}", created["sync_config_id"].as_str().unwrap());
+
+    let run = finished_run(&s, &ns, &sync, 1).await;
+    assert_eq!(
+        (run["files_failed"].clone(), run["status"].clone()),
+        (json!(2), json!("completed"))
+    );
+    for count in 2..=3 {
+        s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+        let run = finished_run(&s, &ns, &sync, count).await;
+        assert_eq!(run["files_failed"], 2, "{run}");
+    }
+    let (_, page) =
+        s.post(&format!("{sync}/dlq"), Some(&ns), json!({"only_max_retries": true})).await;
+    assert_eq!(page["total"], 2, "{page}");
+    let entry = &page["results"][0];
+    assert_eq!(entry["max_retries_reached"], true);
+    assert_eq!(entry["retry_count"], 3);
+    assert_eq!(entry["error_type"], "object_rejected");
+    assert!(entry["error_message"].as_str().unwrap().contains("title"), "{entry}");
+    let (_, metrics) = s.get(&format!("{sync}/metrics"), Some(&ns)).await;
+    assert_eq!(metrics["dlq_total"], 2);
+    assert_eq!(metrics["dlq_by_error"]["object_rejected"], 2);
+
+    // Quarantined files are left out of runs.
+    s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+    let run = finished_run(&s, &ns, &sync, 4).await;
+    assert_eq!(
+        (run["files_failed"].clone(), run["files_quarantined"].clone()),
+        (json!(0), json!(2))
+    );
+
+    // Requeued, they are tried again; marked failed, never again.
+    let (_, answer) = s.post(&format!("{sync}/dlq/requeue"), Some(&ns), json!({})).await;
+    assert_eq!(answer["requeued"], 2);
+    s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+    let run = finished_run(&s, &ns, &sync, 5).await;
+    assert_eq!(run["files_failed"], 2, "{run}");
+    let mark = json!({"error_types": ["object_rejected"]});
+    let (_, answer) = s.post(&format!("{sync}/dlq/bulk-mark-failed"), Some(&ns), mark).await;
+    assert_eq!(answer["updated"], 2);
+    s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+    let run = finished_run(&s, &ns, &sync, 6).await;
+    assert_eq!(
+        (run["files_failed"].clone(), run["files_quarantined"].clone()),
+        (json!(0), json!(2))
+    );
+    let (status, body) =
+        s.post(&format!("{sync}/dlq/bulk-mark-failed"), Some(&ns), json!({})).await;
+    assert_error(status, &body, 422);
+    s.stop().await;
+}

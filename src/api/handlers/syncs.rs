@@ -9,7 +9,7 @@ use crate::api::auth::NamespacedCaller;
 use crate::api::extract::{JsonBody, PathParams, QueryParams};
 use crate::api::pagination::PageParams;
 use crate::error::Result;
-use crate::service::syncs::{self, ListRuns, ListSyncs};
+use crate::service::syncs::{self, DeadLetterSelection, ListDeadLetters, ListRuns, ListSyncs};
 
 #[derive(Deserialize)]
 pub struct TriggerQuery {
@@ -110,6 +110,33 @@ pub async fn run(
     PathParams((bucket, sync, run)): PathParams<(String, String, String)>,
 ) -> Result<Json<Value>> {
     syncs::run_record(&state, &caller, &bucket, &sync, &run).await.map(Json)
+}
+
+pub async fn dead_letters(
+    state: AppStateRef,
+    caller: NamespacedCaller,
+    PathParams((bucket, sync)): PathParams<(String, String)>,
+    JsonBody(req): JsonBody<ListDeadLetters>,
+) -> Result<Json<Value>> {
+    syncs::dead_letters(&state, &caller, &bucket, &sync, req).await.map(Json)
+}
+
+pub async fn requeue(
+    state: AppStateRef,
+    caller: NamespacedCaller,
+    PathParams((bucket, sync)): PathParams<(String, String)>,
+    JsonBody(req): JsonBody<DeadLetterSelection>,
+) -> Result<Json<Value>> {
+    syncs::requeue(&state, &caller, &bucket, &sync, req).await.map(Json)
+}
+
+pub async fn mark_failed(
+    state: AppStateRef,
+    caller: NamespacedCaller,
+    PathParams((bucket, sync)): PathParams<(String, String)>,
+    JsonBody(req): JsonBody<DeadLetterSelection>,
+) -> Result<Json<Value>> {
+    syncs::mark_failed(&state, &caller, &bucket, &sync, req).await.map(Json)
 }
 
 pub async fn metrics(
