@@ -292,8 +292,11 @@ pub async fn update(
     if let Some(skip) = input.skip_batch_submission {
         doc["skip_batch_submission"] = json!(skip);
     }
-    if input.reconcile.is_some() {
-        doc["reconcile"] = check_reconcile(input.reconcile)?;
+    if let Some(given) = input.reconcile {
+        // Settings left out keep their current values.
+        let mut merged = doc["reconcile"].as_object().cloned().unwrap_or_default();
+        merged.extend(given);
+        doc["reconcile"] = check_reconcile(Some(merged))?;
     }
     if let Some(mapping) = input.schema_mapping {
         let bucket = buckets::resolve_shared(state, caller, bucket).await?;
@@ -481,7 +484,7 @@ pub async fn run_record(
         state.store.get(Table::SyncJobs, scope_of(&doc, &caller.caller.org_id), run_id).await?;
     row.map(|r| r.doc)
         .filter(|run| run["sync_config_id"] == doc["sync_config_id"])
-        .ok_or_else(|| Error::not_found("sync job", run_id))
+        .ok_or_else(|| Error::not_found("sync_job", run_id))
 }
 
 /// A sync's totals, health and latest run.
@@ -783,6 +786,7 @@ async fn sync_files(
     let mut listing = source.list_all();
     let mut page: Vec<ListedBlob> = Vec::with_capacity(PAGE);
     let mut complete = true;
+    let mut late: Vec<String> = Vec::new();
     loop {
         let next = listing.next().await;
         let done = next.is_none();
@@ -792,7 +796,9 @@ async fn sync_files(
                 continue;
             }
             if entry.last_modified > started {
-                // Written after the run began: left for the next run, as if not yet listed.
+                // Written after the run began: left for the next run, as if not yet listed,
+                // but seen, so that reconciling does not take it for a deleted file.
+                late.push(entry.key);
                 continue;
             }
             tally.found += 1;
@@ -810,6 +816,13 @@ async fn sync_files(
                 let chunk: Vec<String> = pending_batch.drain(..batch_size).collect();
                 submit_batch(&ctx, chunk, &mut tally).await;
             }
+            let late_keys: Vec<&str> = late.iter().map(String::as_str).collect();
+            let store = &state.store;
+            store
+                .ledger_mark_seen(sync_id, &late_keys, run_number)
+                .await
+                .map_err(|e| e.to_string())?;
+            late.clear();
             progress(state, record, &tally).await;
             let until = format_time(time::OffsetDateTime::now_utc() + LOCK_TTL);
             let held = state.store.lock_sync(sync_id, &job.id, &until, &now()).await;
@@ -823,6 +836,12 @@ async fn sync_files(
             }
         }
         if done {
+            let late_keys: Vec<&str> = late.iter().map(String::as_str).collect();
+            let store = &state.store;
+            store
+                .ledger_mark_seen(sync_id, &late_keys, run_number)
+                .await
+                .map_err(|e| e.to_string())?;
             break;
         }
     }
@@ -831,6 +850,7 @@ async fn sync_files(
     }
     if complete && doc["reconcile"]["on_delete"] != false {
         record["phase"] = json!("reconciling");
+        progress(state, record, &tally).await;
         ctx.remove_deleted(&mut tally).await?;
     }
     Ok(tally)
@@ -1306,12 +1326,12 @@ async fn load(
     let bucket_id = bucket["bucket_id"].as_str().unwrap_or_default();
     let scope = Scope::bucket(&caller.caller.org_id, &caller.namespace_id, bucket_id);
     let row = state.store.get(Table::Syncs, scope, id).await?;
-    row.map(|r| r.doc).ok_or_else(|| Error::not_found("sync configuration", id))
+    row.map(|r| r.doc).ok_or_else(|| Error::not_found("sync_configuration", id))
 }
 
 async fn load_by_id(state: &AppState, org_id: &str, id: &str) -> Result<Value> {
     let row = state.store.get(Table::Syncs, Scope::org(org_id), id).await?;
-    row.map(|r| r.doc).ok_or_else(|| Error::not_found("sync configuration", id))
+    row.map(|r| r.doc).ok_or_else(|| Error::not_found("sync_configuration", id))
 }
 
 async fn save(state: &AppState, doc: &Value) -> Result<()> {

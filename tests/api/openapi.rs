@@ -29,6 +29,8 @@ async fn document_matches_the_router() {
             .replace("{collection_identifier}", "colx")
             .replace("{document_id}", "docx")
             .replace("{feature_extractor_id}", "fex_v1")
+            .replace("{sync_config_id}", "syncx")
+            .replace("{sync_job_id}", "syncjobx")
             .replace("{key}", "a/b");
         assert!(!concrete.contains('{'), "unmapped parameter in {path}");
         for method in item.as_object().unwrap().keys() {
