@@ -33,7 +33,7 @@ line=$("$CLIENT" "http://127.0.0.1:$SLUICE_PORT" "$BENCH_KEY" "$SLUICE_PID" \
 log "result: $line"
 
 print_machine
-printf 'binary: %s; client: release build of examples/sync_bench.rs\n' "$SLUICE_BUILT_FROM"
+printf 'client: release build of examples/sync_bench.rs\n'
 printf 'keys: %s; re-runs: %s; medians reported\n' "$KEYS" "$REPEATS"
 med() { median $(jq -r ".$1[]" <<<"$line"); }
 printf 'first run: %.0f files/s (%.1f s for %s files)\n' \
