@@ -118,8 +118,11 @@ async fn a_killed_worker_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // The first process creates the schema and the key; the others join it.
+    // Started together, as a deployment would start them: the others begin while the first is
+    // still creating the schema and the bootstrap key, and must start all the same.
     let first = spawn(dir.path(), &url, "first");
+    let second = spawn(dir.path(), &url, "second");
+    let third = spawn(dir.path(), &url, "third");
     let port = first.port;
     let ns_body = json!({"namespace_name": "drill", "feature_extractors": [
         {"feature_extractor_name": "text_extractor", "version": "v1",
@@ -146,8 +149,6 @@ async fn a_killed_worker_loses_nothing() {
     }
     assert_eq!(ids.len(), OBJECTS);
 
-    let second = spawn(dir.path(), &url, "second");
-    let third = spawn(dir.path(), &url, "third");
     let base = format!("/v1/buckets/{bucket}/batches");
     let batch = call(port, &base, Some(&ns), Some(json!({"object_ids": ids}))).await;
     let batch_id = batch["batch_id"].as_str().unwrap().to_string();

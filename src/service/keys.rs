@@ -73,6 +73,13 @@ pub async fn create_key(
 /// key: `bootstrap_key` when given, else a random key. Returns the organization and the key
 /// when it created them.
 ///
+/// Several processes may make their first start on one database at once: the one that stores
+/// the bootstrap key first wins, and the others find it taken and start as later starts do.
+// Limitation: processes that start for the first time at the same moment may each create an
+// organization named default; without a bootstrap key each also prints a key of its own, and
+// with one the losers leave their organization empty. Deployments of several processes start
+// one process first.
+///
 /// # Errors
 ///
 /// Fails on a store error.
@@ -87,8 +94,11 @@ pub async fn bootstrap(
         Some(org) => org,
         None => create_organization(store, "default").await?,
     };
-    let key = create_key(store, &org.id, "admin", bootstrap_key).await?;
-    Ok(Some((org, key)))
+    match create_key(store, &org.id, "admin", bootstrap_key).await {
+        Ok(key) => Ok(Some((org, key))),
+        Err(Error::Conflict { code: "key_exists", .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Resolves a bearer token to its organization, or `None` for an unknown or revoked key.
