@@ -318,6 +318,18 @@ async fn a_sync_killed_mid_run_copies_every_file_once() {
     let killed_at = killed_at.expect("the first process was killed");
     assert!(killed_at < FILES as i64, "the kill came after the run was done");
     assert_eq!((objects, distinct), (FILES as i64, FILES as i64), "one object per file");
+    // A file's object is created before its ledger entry: the run's end records both.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the rescued run did not finish");
+        let page =
+            call(second.port, &format!("{sync_path}/jobs"), Some(&ns), Some(json!({}))).await;
+        let runs = page["results"].as_array().unwrap();
+        if !runs.is_empty() && runs.iter().all(|r| r["status"] != "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let ledger: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM sync_ledger").fetch_one(&mut db).await.unwrap();
     assert_eq!(ledger, FILES as i64);
