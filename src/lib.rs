@@ -57,6 +57,8 @@ pub struct AppState {
     /// could presign; for stores that clients cannot reach.
     pub sluice_signs_urls: bool,
     pub fetcher: fetch::Fetcher,
+    /// sluice's own AWS identity, with which it assumes the IAM roles of connections.
+    pub aws_identity: source::sts::Identity,
     pub object_writer: service::writer::ObjectWriter,
     pub event_writer: service::writer::EventWriter,
     /// Seals and opens storage connection credentials.
@@ -107,6 +109,9 @@ impl AppState {
             signer,
             sluice_signs_urls: config.sluice_signs_urls,
             fetcher: fetch::Fetcher::new(config.fetch.clone())?,
+            aws_identity: source::sts::Identity::from_vars(
+                std::env::vars().chain(config.storage_env.iter().cloned()),
+            ),
             object_writer,
             event_writer,
             connection_secrets: service::connections::secret_box(&config.master_key),

@@ -157,15 +157,7 @@ fn admin_manages_organizations_and_keys() {
 
 /// Sends a JSON request with curl and returns the HTTP status and the body.
 fn curl_json(port: u16, key: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let output = Command::new("curl")
-        .args(["-sS", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"])
-        .args(["-H", &format!("Authorization: Bearer {key}"), "-d", body])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_string())
+    curl_in(port, key, "", method, path, body)
 }
 
 #[test]
@@ -218,4 +210,168 @@ fn rotating_the_master_key_keeps_sealed_secrets_usable() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""success":true"#), "{body}");
     stop(server);
+}
+
+/// Sends a JSON request with curl, in namespace `ns` unless it is empty, and returns the HTTP
+/// status and the body.
+fn curl_in(port: u16, key: &str, ns: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command
+        .args(["-sS", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {key}"), "-d", body]);
+    if !ns.is_empty() {
+        command.args(["-H", &format!("X-Namespace: {ns}")]);
+    }
+    let output = command.arg(format!("http://127.0.0.1:{port}{path}")).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
+
+/// Serves an RSS feed of one entry on a local port, to requests that carry `token` as their
+/// `Authorization` header; answers 401 to others.
+fn serve_feed(token: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut authorized = false;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                authorized |= line.to_ascii_lowercase().trim()
+                    == format!("authorization: {token}").to_ascii_lowercase();
+                line.clear();
+            }
+            let feed = "<rss version=\"2.0\"><channel><title>t</title><item><guid>one</guid>\
+                        <title>One</title></item></channel></rss>";
+            let answer = if authorized {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{feed}",
+                    feed.len()
+                )
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+            };
+            std::io::Write::write_all(&mut stream, answer.as_bytes()).ok();
+        }
+    });
+    port
+}
+
+/// Every connection and sync endpoint's answers, and the server's debug log, are read for the
+/// credentials of a feed connection (which a sync really uses) and of an S3 connection: none
+/// of them appears.
+#[test]
+fn credentials_never_reach_answers_or_the_log() {
+    const FEED_TOKEN: &str = "Bearer feed-t0ken-never-shown";
+    const S3_SECRET: &str = "s3-secret-never-shown";
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let key = "sk_secrets_test_key_0123456789";
+    let log_path = dir.path().join("sluice.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = sluice()
+        .env("SLUICE_LOG", "debug")
+        .env("SLUICE_DATA_DIR", dir.path())
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_BOOTSTRAP_API_KEY", key)
+        .env("SLUICE_ALLOW_PRIVATE_NETWORKS", "127.0.0.0/8")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sluice did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let feed_port = serve_feed(FEED_TOKEN);
+
+    let mut answers = Vec::new();
+    let mut call = |ns: &str, method: &str, path: &str, body: &str| {
+        let (status, text) = curl_in(port, key, ns, method, path, body);
+        answers.push(format!("{method} {path} → {status} {text}"));
+        assert!(status < 500, "{method} {path}: {status} {text}");
+        (status, serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default())
+    };
+    let feed = format!(
+        r#"{{"name": "feed", "provider_type": "rss", "provider_config": {{"credentials":
+            {{"type": "http_headers", "headers": {{"Authorization": "{FEED_TOKEN}"}}}}}}}}"#
+    );
+    let (status, feed) = call("", "POST", "/v1/organizations/connections", &feed);
+    assert_eq!(status, 200, "{feed}");
+    let s3 = format!(
+        r#"{{"name": "store", "provider_type": "s3", "test_before_save": false,
+            "provider_config": {{"endpoint_url": "http://127.0.0.1:1", "credentials":
+            {{"type": "access_key", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "{S3_SECRET}"}}}}}}"#
+    );
+    let (status, s3) = call("", "POST", "/v1/organizations/connections", &s3);
+    assert_eq!(status, 200, "{s3}");
+    let (_, ns) = call("", "POST", "/v1/namespaces", r#"{"namespace_name": "secrets"}"#);
+    let ns = ns["namespace_id"].as_str().unwrap().to_string();
+    let bucket =
+        r#"{"bucket_name": "b", "bucket_schema": {"properties": {"body": {"type": "text"}}}}"#;
+    let (_, bucket) = call(&ns, "POST", "/v1/buckets", bucket);
+    let bucket = bucket["bucket_id"].as_str().unwrap().to_string();
+    let body = format!(
+        r#"{{"connection_id": "{}", "source_path": "http://127.0.0.1:{feed_port}/feed.xml"}}"#,
+        feed["connection_id"].as_str().unwrap()
+    );
+    let syncs = format!("/v1/buckets/{bucket}/syncs");
+    let (status, sync) = call(&ns, "POST", &syncs, &body);
+    assert_eq!(status, 200, "{sync}");
+    let sync = format!("{syncs}/{}", sync["sync_config_id"].as_str().unwrap());
+
+    // The sync reads the feed with the token: the feed answers 401 without it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, runs) = call(&ns, "POST", &format!("{sync}/jobs"), "{}");
+        let run = &runs["results"][0];
+        if run["status"] == "completed" {
+            assert_eq!(run["files_synced"], 1, "{run}");
+            break;
+        }
+        assert!(run["status"] != "failed", "{run}");
+        assert!(Instant::now() < deadline, "the sync did not run: {runs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run_id = call(&ns, "POST", &format!("{sync}/jobs"), "{}").1["results"][0]["sync_job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for id in [feed["connection_id"].as_str().unwrap(), s3["connection_id"].as_str().unwrap()] {
+        let path = format!("/v1/organizations/connections/{id}");
+        call("", "GET", &path, "");
+        call("", "PATCH", &path, r#"{"description": "read back"}"#);
+        call("", "POST", &format!("{path}/test"), "{}");
+    }
+    call("", "GET", "/v1/organizations/connections/feed", "");
+    call("", "POST", "/v1/organizations/connections/list", "{}");
+    for (method, path) in [
+        ("GET", sync.clone()),
+        ("POST", format!("{syncs}/list")),
+        ("POST", format!("{sync}/jobs")),
+        ("GET", format!("{sync}/jobs/{run_id}")),
+        ("GET", format!("{sync}/metrics")),
+        ("POST", format!("{sync}/dlq")),
+        ("PATCH", sync.clone()),
+    ] {
+        let body = if method == "PATCH" { r#"{"description": "d"}"# } else { "{}" };
+        call(&ns, method, &path, if method == "GET" { "" } else { body });
+    }
+    let objects = call(&ns, "POST", &format!("/v1/buckets/{bucket}/objects/list"), "{}").1;
+    assert_eq!(objects["results"].as_array().unwrap().len(), 1, "{objects}");
+    Command::new("kill").arg(server.id().to_string()).status().unwrap();
+    server.wait().unwrap();
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("sync"), "the debug log records the sync: {log}");
+    let answers = answers.join("\n");
+    assert!(answers.contains(r#""type":"http_headers""#), "{answers}");
+    for secret in ["feed-t0ken-never-shown", S3_SECRET] {
+        assert!(!answers.contains(secret), "a credential in an answer:\n{answers}");
+        assert!(!log.contains(secret), "a credential in the log:\n{log}");
+    }
 }

@@ -293,10 +293,24 @@ impl Fetcher {
     /// when any hop leads to a refused address (nothing is sent there), and the other variants
     /// for limits, non-2xx statuses and network failures.
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
-        let deadline = Instant::now() + self.policy.timeout;
-        let url = self.policy.check_url(url)?;
+        self.send(Request::get(url)).await
+    }
 
-        let response = tokio::time::timeout_at(deadline, self.follow_redirects(url))
+    /// Sends `request` as [`get`](Self::get) sends a GET. A GET follows redirects; its headers
+    /// go along only to hops on the same origin, so that credentials in them never reach
+    /// another host. A POST follows none: a redirect answers [`FetchError::Status`].
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub async fn send(&self, request: Request<'_>) -> Result<Fetched, FetchError> {
+        let timeout = request.timeout.unwrap_or(self.policy.timeout).min(self.policy.timeout);
+        let max_bytes =
+            request.max_bytes.unwrap_or(self.policy.max_bytes).min(self.policy.max_bytes);
+        let deadline = Instant::now() + timeout;
+        let url = self.policy.check_url(request.url)?;
+
+        let response = tokio::time::timeout_at(deadline, self.follow_redirects(url, &request))
             .await
             .map_err(|_| FetchError::Timeout)??;
 
@@ -305,15 +319,15 @@ impl Fetcher {
             return Err(FetchError::Status(status.as_u16()));
         }
         let content_length = response.content_length();
-        if content_length.is_some_and(|length| length > self.policy.max_bytes) {
-            return Err(FetchError::TooLarge(self.policy.max_bytes));
+        if content_length.is_some_and(|length| length > max_bytes) {
+            return Err(FetchError::TooLarge(max_bytes));
         }
 
         Ok(Fetched {
             final_url: response.url().to_string(),
             content_type: header_text(&response, CONTENT_TYPE),
             content_length,
-            stream: Box::pin(body::LimitedBody::new(response, self.policy.max_bytes, deadline)),
+            stream: Box::pin(body::LimitedBody::new(response, max_bytes, deadline)),
         })
     }
 
@@ -343,18 +357,34 @@ impl Fetcher {
         Ok(response.status().as_u16())
     }
 
-    /// Sends the GET, and again to each redirect target, until a response is not a redirect.
-    async fn follow_redirects(&self, mut url: Url) -> Result<reqwest::Response, FetchError> {
+    /// Sends the request, and again to each redirect target, until a response is not a
+    /// redirect.
+    async fn follow_redirects(
+        &self,
+        mut url: Url,
+        request: &Request<'_>,
+    ) -> Result<reqwest::Response, FetchError> {
+        let origin = url.origin();
         let mut redirects = 0;
         loop {
             self.policy.check_target(&url)?;
-            let response = self
-                .client
-                .get(url.clone())
+            let mut outgoing = self.client.request(request.method.clone(), url.clone());
+            if url.origin() == origin {
+                for (name, value) in request.headers {
+                    outgoing = outgoing.header(name.as_str(), value.as_str());
+                }
+            }
+            if let Some(body) = &request.body {
+                outgoing = outgoing.body(body.clone());
+            }
+            let response = outgoing
                 .send()
                 .await
                 .map_err(|error| send_error(error, url.host_str().unwrap_or_default()))?;
 
+            if request.method != reqwest::Method::GET {
+                return Ok(response);
+            }
             let Some(next) = redirect_target(&response)? else {
                 return Ok(response);
             };
@@ -369,6 +399,35 @@ impl Fetcher {
                 "fetch following a redirect"
             );
             url = next;
+        }
+    }
+}
+
+/// A request for [`Fetcher::send`]: a GET of a URL unless told otherwise, under the policy's
+/// limits unless tighter ones are given.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub url: &'a str,
+    pub method: reqwest::Method,
+    /// Headers to send; they may hold credentials, so they are never logged.
+    pub headers: &'a [(String, String)],
+    pub body: Option<Bytes>,
+    /// A deadline shorter than the policy's.
+    pub timeout: Option<Duration>,
+    /// A byte limit lower than the policy's.
+    pub max_bytes: Option<u64>,
+}
+
+impl<'a> Request<'a> {
+    /// A GET of `url` with no headers of its own.
+    pub fn get(url: &'a str) -> Self {
+        Self {
+            url,
+            method: reqwest::Method::GET,
+            headers: &[],
+            body: None,
+            timeout: None,
+            max_bytes: None,
         }
     }
 }

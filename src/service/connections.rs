@@ -71,6 +71,8 @@ const ACCESS_KEY: CredentialType = CredentialType {
     required: &["access_key_id", "secret_access_key"],
     optional: &["session_token"],
 };
+const IAM_ROLE: CredentialType =
+    CredentialType { name: "iam_role", required: &["role_arn", "external_id"], optional: &[] };
 const HTTP_HEADERS: CredentialType =
     CredentialType { name: "http_headers", required: &["headers"], optional: &[] };
 
@@ -86,7 +88,7 @@ fn rules(provider: &str) -> Rules {
     let none = Map::new;
     match provider {
         "s3" => Rules {
-            credentials: &[ACCESS_KEY],
+            credentials: &[ACCESS_KEY, IAM_ROLE],
             credentials_required: true,
             required: &[],
             defaults: || {
@@ -230,7 +232,14 @@ pub async fn create(state: &AppState, caller: &Caller, body: Value) -> Result<Va
 
     let id = new_id("conn_", 15);
     if input.test_before_save.unwrap_or(true) {
-        let probe = source::probe(&state.fetcher, provider, &checked.settings, &credentials).await;
+        let probe = source::probe(
+            &state.fetcher,
+            &state.aws_identity,
+            provider,
+            &checked.settings,
+            &credentials,
+        )
+        .await;
         if !probe.success {
             return Err(Error::bad_request(
                 "connection_test_failed",
@@ -407,7 +416,8 @@ pub async fn test(state: &AppState, caller: &Caller, ident: &str) -> Result<Valu
     let credentials = open_credentials(state, &doc, &id)?;
     let settings = doc["provider_config"].as_object().cloned().unwrap_or_default();
     let Probe { success, message, details } =
-        source::probe(&state.fetcher, &provider, &settings, &credentials).await;
+        source::probe(&state.fetcher, &state.aws_identity, &provider, &settings, &credentials)
+            .await;
 
     if success {
         doc["last_error"] = Value::Null;
@@ -697,15 +707,6 @@ fn check_credentials(
             ));
         }
     };
-    if kind == "iam_role" {
-        return Err(Error::Unprocessable {
-            code: "credential_type_not_supported",
-            field: field("type"),
-            message: "iam_role credentials need STS AssumeRole, which sluice does not do yet; \
-                      use access_key credentials"
-                .to_string(),
-        });
-    }
     let Some(rule) = rules.credentials.iter().find(|c| c.name == kind) else {
         return Err(Error::invalid(
             field("type"),
@@ -746,6 +747,19 @@ fn check_credentials(
         };
         if !present {
             return Err(Error::invalid(field(required), "required"));
+        }
+    }
+    if kind == "iam_role" {
+        let arn = given["role_arn"].as_str().unwrap_or_default();
+        if !arn.starts_with("arn:") || !arn.contains(":role/") {
+            return Err(Error::invalid(
+                field("role_arn"),
+                "expected a role ARN: arn:aws:iam::ACCOUNT:role/NAME",
+            ));
+        }
+        let external = given["external_id"].as_str().unwrap_or_default().chars().count();
+        if !(8..=128).contains(&external) {
+            return Err(Error::invalid(field("external_id"), "expected 8 to 128 characters"));
         }
     }
     given.retain(|_, v| !v.is_null());

@@ -12,6 +12,7 @@ pub mod mirror;
 pub mod namespaces;
 pub mod objects;
 pub mod processing;
+pub mod sync_mapping;
 pub mod syncs;
 pub mod tasks;
 pub mod uploads;

@@ -211,7 +211,8 @@ pub(crate) async fn create_from_upload(
 }
 
 /// Creates the object of a file a sync copied: the file becomes its blob where it is, with
-/// `fields` as its custom fields.
+/// `fields` as its custom fields (and creation settings such as `idempotency_key`). Answers
+/// the object, and what answered instead of a new one: `idempotency_key` or `skip_duplicates`.
 ///
 /// # Errors
 ///
@@ -222,7 +223,7 @@ pub(crate) async fn create_from_sync(
     bucket_id: &str,
     file: &SyncedFile,
     mut fields: Map<String, Value>,
-) -> Result<Value> {
+) -> Result<(Value, Option<&'static str>)> {
     let mut ctx = bucket_ctx(state, caller, bucket_id).await?;
     let digest = Sha256::digest(file.source_key.as_bytes());
     let reference = format!("upl_sync_{}", &hex(&digest)[..16]);
@@ -230,25 +231,38 @@ pub(crate) async fn create_from_sync(
     let blob = json!({"property": file.blob_property, "type": file.blob_type,
                       "upload_id": reference});
     fields.insert("blobs".into(), json!([blob]));
-    create_in(state, &ctx, fields, None).await
+    let created = create_outcome(state, &ctx, fields, None).await?;
+    Ok((response(created.doc), created.replayed_by))
 }
 
-/// Points an object's blob of `file.blob_property` at a newer copy of its source file, and
-/// deletes the bytes of the copy it replaces.
+/// Points an object's blob of `file.blob_property` at a newer copy of its source file, sets
+/// the custom `fields` the new copy maps to, and deletes the bytes of the copy it replaces.
 ///
 /// # Errors
 ///
-/// 404 when the object is gone.
+/// 404 when the object is gone; 422 when the fields break the schema.
 pub(crate) async fn replace_synced_blob(
     state: &AppState,
     caller: &NamespacedCaller,
     bucket_id: &str,
     object_id: &str,
     file: &SyncedFile,
+    fields: Map<String, Value>,
 ) -> Result<Value> {
     let ctx = bucket_ctx(state, caller, bucket_id).await?;
     let row = state.store.get(Table::Objects, ctx.scope(), object_id).await?;
     let mut doc = row.ok_or_else(|| Error::not_found("object", object_id))?.doc;
+    if let Value::Object(map) = &mut doc {
+        map.extend(fields);
+        let present: Vec<&str> = map
+            .get("blobs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["property"].as_str())
+            .collect();
+        ctx.schema.validate_object(map, &present)?;
+    }
     let blobs = doc["blobs"].as_array_mut().ok_or_else(|| Error::not_found("blob", object_id))?;
     let Some(blob) = blobs.iter_mut().find(|b| b["property"] == json!(file.blob_property)) else {
         return Err(Error::not_found("blob", &file.blob_property));
@@ -285,6 +299,16 @@ async fn create_in(
     body: Map<String, Value>,
     policy: Option<&str>,
 ) -> Result<Value> {
+    create_outcome(state, ctx, body, policy).await.map(|created| response(created.doc))
+}
+
+/// Creates one object in a bucket, and says whether an earlier object answered instead.
+async fn create_outcome(
+    state: &AppState,
+    ctx: &BucketCtx<'_>,
+    body: Map<String, Value>,
+    policy: Option<&str>,
+) -> Result<Created> {
     let mut prepared = prepare(state, ctx, body, "")?;
 
     if let Some((fields, default_policy)) = buckets::unique_key(&ctx.bucket) {
@@ -297,7 +321,8 @@ async fn create_in(
                 ),
             )
         })?;
-        return create_with_policy(state, ctx, prepared, Policy::parse(&policy)?).await;
+        let doc = create_with_policy(state, ctx, prepared, Policy::parse(&policy)?).await?;
+        return Ok(Created { doc, replayed_by: None });
     }
     if let Some(policy) = policy {
         Policy::parse(policy)?;
@@ -317,7 +342,7 @@ async fn create_in(
     if created.replayed_by.is_none() && !event_written {
         emit(state, ctx, "object.created", created.doc.clone()).await;
     }
-    Ok(response(created.doc))
+    Ok(created)
 }
 
 /// Records a change event of the bucket's namespace.

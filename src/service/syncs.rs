@@ -29,17 +29,20 @@ use crate::AppState;
 use crate::api::auth::NamespacedCaller;
 use crate::api::extract::from_value;
 use crate::api::pagination::{MAX_LIMIT, PageParams};
-use crate::blob::{BlobStore, ListedBlob};
+use crate::blob::ListedBlob;
 use crate::error::{Error, Result};
 use crate::jobs::{self, JobKind};
 use crate::model::blob::guess_mime;
 use crate::model::{format_time, new_id, now, parse_time};
 use crate::service::objects::SyncedFile;
+use crate::service::sync_mapping::{self, FieldRules, FileFacts};
 use crate::service::{batches, buckets, connections, list_filter, objects, tasks};
+use crate::source::Source;
 use crate::store::{ClaimedJob, LedgerEntry, Scope, Table};
 
 /// Providers a sync can read from.
-const SYNCABLE: [&str; 6] = ["s3", "tigris", "backblaze", "supabase", "gcs", "azure_blob"];
+const SYNCABLE: [&str; 8] =
+    ["s3", "tigris", "backblaze", "supabase", "gcs", "azure_blob", "rss", "http_api"];
 /// How many listed files are compared with the ledger at once.
 const PAGE: usize = 500;
 /// The largest share of a sync's files one run may delete.
@@ -134,12 +137,23 @@ pub async fn create(
     {
         return Err(Error::invalid("source_path", "expected bucket or bucket/prefix"));
     }
+    if matches!(provider.as_str(), "rss" | "http_api") {
+        state.fetcher.policy().check_url(&source_path).map_err(|e| {
+            Error::invalid(
+                "source_path",
+                format!(
+                    "expected the URL of the {}: {e}",
+                    if provider == "rss" { "feed" } else { "API" }
+                ),
+            )
+        })?;
+    }
     let sync_mode = input.sync_mode.unwrap_or_else(|| "continuous".into());
     if !matches!(sync_mode.as_str(), "continuous" | "initial_only") {
         return Err(Error::invalid("sync_mode", "expected continuous or initial_only"));
     }
     let schema = buckets::schema_of(state, &bucket)?;
-    let mapping = check_mapping(input.schema_mapping, &schema)?;
+    let mapping = sync_mapping::check(input.schema_mapping, &schema, &provider)?;
     let filters = check_filters(input.file_filters.unwrap_or_default())?;
 
     let id = new_id("sync_", 20);
@@ -301,7 +315,8 @@ pub async fn update(
     if let Some(mapping) = input.schema_mapping {
         let bucket = buckets::resolve_shared(state, caller, bucket).await?;
         let schema = buckets::schema_of(state, &bucket)?;
-        doc["schema_mapping"] = check_mapping(Some(mapping), &schema)?;
+        let provider = doc["source_type"].as_str().unwrap_or_default().to_string();
+        doc["schema_mapping"] = sync_mapping::check(Some(mapping), &schema, &provider)?;
     }
     let status = match (input.status.as_deref(), input.is_active) {
         (Some(status), _) => Some(check_status(status)?),
@@ -749,12 +764,14 @@ async fn sync_files(
     let provider = connection["provider_type"].as_str().unwrap_or_default();
     let path = doc["source_path"].as_str().unwrap_or_default();
     let source =
-        crate::source::open(&state.fetcher, provider, &settings, &credentials, path).await?;
+        Source::open(&state.fetcher, &state.aws_identity, provider, &settings, &credentials, path)
+            .await?;
     let bucket =
         buckets::resolve_shared(state, &caller, &bucket_id).await.map_err(|e| e.to_string())?;
     let schema = buckets::schema_of(state, &bucket).map_err(|e| e.to_string())?;
-    let mapping =
-        check_mapping(Some(doc["schema_mapping"].clone()), &schema).map_err(|e| e.to_string())?;
+    let mapping = sync_mapping::check(Some(doc["schema_mapping"].clone()), &schema, provider)
+        .map_err(|e| e.to_string())?;
+    let fields = FieldRules::of(&mapping, provider).map_err(|e| e.to_string())?;
     let filters = Filters::of(&doc["file_filters"]);
 
     let run_number = doc["sync_run_counter"].as_i64().unwrap_or(0) + 1;
@@ -775,6 +792,8 @@ async fn sync_files(
         sync_id,
         source: &source,
         mapping: &mapping,
+        fields: &fields,
+        skip_duplicates: doc["skip_duplicates"] == true,
         run: run_number,
         run_id: &run_id,
         job_id: &job.id,
@@ -865,8 +884,10 @@ struct RunCtx<'a> {
     caller: &'a NamespacedCaller,
     bucket_id: &'a str,
     sync_id: &'a str,
-    source: &'a BlobStore,
+    source: &'a Source,
     mapping: &'a Value,
+    fields: &'a FieldRules,
+    skip_duplicates: bool,
     run: i64,
     run_id: &'a str,
     job_id: &'a str,
@@ -1006,7 +1027,13 @@ impl RunCtx<'_> {
             format!("{}\n{}\n{:?}\n{}", entry.key, entry.size, entry.etag, entry.last_modified)
                 .as_bytes(),
         ));
-        let filename = entry.key.rsplit('/').next().unwrap_or(&entry.key).to_string();
+        let (filename, announced) = self.source.file_of(&entry.key);
+        let facts = FileFacts {
+            key: &entry.key,
+            filename: &filename,
+            item: self.source.fields_of(&entry.key),
+        };
+        let fields = self.fields.apply(&facts).map_err(|e| ("mapping_failed", e))?;
         let storage_key = format!(
             "{}/{}/{}/sync/{}/{}/{}",
             self.caller.caller.internal_id,
@@ -1022,21 +1049,20 @@ impl RunCtx<'_> {
         let mime = self.mapping["mime_type_override"]
             .as_str()
             .map(String::from)
+            .or(announced)
             .or_else(|| guess_mime(&filename).map(String::from))
             .unwrap_or_else(|| "application/octet-stream".into());
         let (_, stream) = self
             .source
-            .open_read(&entry.key)
+            .open_read(&state.fetcher, &entry.key)
             .await
-            .map_err(|e| ("download_failed", e.to_string()))?;
+            .map_err(|e| ("download_failed", e))?;
         let stored = state
             .blobs
             .put_stream(&storage_key, stream, Some(&mime), class, None)
             .await
             .map_err(|e| ("download_failed", format!("copying the file failed: {e}")))?;
-        let base = self.source.prefix();
-        let source_key =
-            if base.is_empty() { entry.key.clone() } else { format!("{base}/{}", entry.key) };
+        let source_key = self.source.source_key(&entry.key);
         let file = SyncedFile {
             sync_id: self.sync_id.to_string(),
             source_key,
@@ -1056,20 +1082,22 @@ impl RunCtx<'_> {
                     self.bucket_id,
                     &before.object_id,
                     &file,
+                    fields.clone(),
                 )
                 .await;
                 match replaced {
                     Ok(_) => (before.object_id.clone(), false),
                     Err(Error::NotFound { .. }) => self
-                        .create_object(&file, &version)
+                        .create_object(&file, &version, fields)
                         .await
                         .map_err(|e| ("object_rejected", e))?,
                     Err(e) => return Err(("object_rejected", e.to_string())),
                 }
             }
-            None => {
-                self.create_object(&file, &version).await.map_err(|e| ("object_rejected", e))?
-            }
+            None => self
+                .create_object(&file, &version, fields)
+                .await
+                .map_err(|e| ("object_rejected", e))?,
         };
         let ledger = LedgerEntry {
             key: entry.key.clone(),
@@ -1086,20 +1114,31 @@ impl RunCtx<'_> {
         Ok((object_id, is_new))
     }
 
-    /// Creates the object of a copied file; a file created before a crash is answered by its
-    /// object through the idempotency key.
+    /// Creates the object of a copied file with its mapped `fields`; a file created before a
+    /// crash is answered by its object through the idempotency key. With `skip_duplicates`, a
+    /// file whose bytes an object of the bucket already holds is answered by that object, and
+    /// the copy is deleted.
+    // Limitation: two files with the same bytes copied at once, in one page of one run, may
+    // both become objects: neither sees the other's object when it looks for a duplicate.
     async fn create_object(
         &self,
         file: &SyncedFile,
         version: &str,
+        mut fields: Map<String, Value>,
     ) -> std::result::Result<(String, bool), String> {
-        let mut fields = Map::new();
         fields.insert("idempotency_key".into(), json!(format!("sync:{}:{version}", self.sync_id)));
-        let object =
+        fields.insert("skip_duplicates".into(), json!(self.skip_duplicates));
+        let (object, replayed_by) =
             objects::create_from_sync(self.state, self.caller, self.bucket_id, file, fields)
                 .await
                 .map_err(|e| e.to_string())?;
         let id = object["object_id"].as_str().unwrap_or_default().to_string();
+        if replayed_by == Some("skip_duplicates") {
+            if let Err(e) = self.state.blobs.delete(&file.storage_key).await {
+                tracing::warn!(error = %e, "could not delete the copy of a duplicate synced file");
+            }
+            return Ok((id, false));
+        }
         Ok((id, true))
     }
 
@@ -1437,71 +1476,6 @@ fn check_reconcile(given: Option<Map<String, Value>>) -> Result<Value> {
             }
         }
     }
-    Ok(out)
-}
-
-/// Checks a `schema_mapping` against the bucket's schema and answers the blob mapping a run
-/// uses: `blob_property`, `blob_type` and an optional `mime_type_override`, kept with the
-/// mapping as given. Without a mapping, the file fills the schema's first blob property.
-// Limitation: only blob mappings are applied; field mappings (filling custom fields from a
-// file's metadata) are refused rather than accepted and ignored.
-fn check_mapping(
-    given: Option<Value>,
-    schema: &crate::model::schema::BucketSchema,
-) -> Result<Value> {
-    let given = given.filter(|g| !g.is_null());
-    let entries = match &given {
-        Some(mapping) => mapping
-            .get("mappings")
-            .and_then(Value::as_object)
-            .cloned()
-            .ok_or_else(|| Error::invalid("schema_mapping.mappings", "expected an object"))?,
-        None => Map::new(),
-    };
-    let mut blob = None;
-    for (target, entry) in &entries {
-        let field = format!("schema_mapping.mappings.{target}");
-        match entry.get("target_type").and_then(Value::as_str).unwrap_or("field") {
-            "blob" => {
-                let property = entry.get("blob_property").and_then(Value::as_str).unwrap_or(target);
-                blob = Some((property.to_string(), entry.clone()));
-            }
-            _ => {
-                return Err(Error::Unprocessable {
-                    code: "mapping_not_supported",
-                    field,
-                    message: "field mappings are not applied by this server yet; map the file \
-                              to a blob property"
-                        .into(),
-                });
-            }
-        }
-    }
-    let (property, entry) = match blob {
-        Some(found) => found,
-        None => {
-            let first = schema.blob_properties().next().map(|(name, _)| name.to_string());
-            let property = first.ok_or_else(|| {
-                Error::invalid("schema_mapping", "the bucket's schema has no blob property to fill")
-            })?;
-            (property, Value::Null)
-        }
-    };
-    let field_type = schema.blob_property(&property).ok_or_else(|| {
-        Error::invalid(
-            "schema_mapping",
-            format!("{property:?} is not a blob property of the bucket"),
-        )
-    })?;
-    let blob_type = entry
-        .get("blob_type")
-        .and_then(Value::as_str)
-        .filter(|t| *t != "auto")
-        .map_or_else(|| field_type.as_str().to_string(), String::from);
-    let mut out = given.unwrap_or_else(|| json!({"mappings": {}}));
-    out["blob_property"] = json!(property);
-    out["blob_type"] = json!(blob_type);
-    out["mime_type_override"] = entry.get("mime_type_override").cloned().unwrap_or(Value::Null);
     Ok(out)
 }
 

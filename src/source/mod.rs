@@ -1,13 +1,16 @@
-//! Sources: the storage systems a connection reaches. For now this holds the connection test,
-//! which proves that a connection's settings and credentials let sluice list what it names.
+//! Sources: the storage systems and feeds a connection reaches. [`probe`] is the connection
+//! test, which proves that a connection's settings and credentials let sluice list what it
+//! names; [`Source`] is what a sync run lists and reads.
 
+pub mod feed;
 pub mod sigv4;
+pub mod sts;
 
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::blob::BlobStore;
+use crate::blob::{BlobStore, BlobStream, ListedBlob};
 use crate::fetch::Fetcher;
 
 /// How long a connection test may take.
@@ -36,6 +39,7 @@ impl Probe {
 /// whose message says why, without the credentials.
 pub async fn probe(
     fetcher: &Fetcher,
+    identity: &sts::Identity,
     provider: &str,
     config: &Map<String, Value>,
     credentials: &Map<String, Value>,
@@ -43,9 +47,11 @@ pub async fn probe(
     let run = async {
         match provider {
             "s3" | "tigris" | "backblaze" | "supabase" => {
-                probe_s3(fetcher, config, credentials).await
+                probe_s3(fetcher, identity, config, credentials).await
             }
-            "gcs" | "azure_blob" => probe_listing(fetcher, provider, config, credentials).await,
+            "gcs" | "azure_blob" => {
+                probe_listing(fetcher, identity, provider, config, credentials).await
+            }
             "rss" | "http_api" => Probe::ok(
                 "the settings are valid; the URL to read is each sync's source_path and is \
                  checked when the sync is created",
@@ -81,6 +87,7 @@ pub fn s3_endpoint(provider: &str, config: &Map<String, Value>) -> Option<String
 /// Lists the buckets the key can see (`GET /`, ListBuckets), signed with SigV4.
 async fn probe_s3(
     fetcher: &Fetcher,
+    identity: &sts::Identity,
     config: &Map<String, Value>,
     credentials: &Map<String, Value>,
 ) -> Probe {
@@ -92,13 +99,14 @@ async fn probe_s3(
         Ok(url) => url,
         Err(e) => return Probe::failed(format!("endpoint_url: {e}")),
     };
-    let Some((key_id, secret)) = s3_keys(credentials) else {
-        return Probe::failed("the credentials hold no access key");
+    let (key_id, secret, token) = match s3_keys(identity, credentials).await {
+        Ok(keys) => keys,
+        Err(message) => return Probe::failed(message),
     };
     let keys = sigv4::Credentials {
-        access_key_id: key_id,
-        secret_access_key: secret,
-        session_token: text(credentials, "session_token"),
+        access_key_id: &key_id,
+        secret_access_key: &secret,
+        session_token: token.as_deref(),
     };
     let host = match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -108,7 +116,7 @@ async fn probe_s3(
     let path = if url.path().is_empty() { "/" } else { url.path() };
     let region = text(config, "region").unwrap_or("us-east-1");
     let at = time::OffsetDateTime::now_utc();
-    let headers = sigv4::sign(&keys, region, "GET", &host, path, "", at);
+    let headers = sigv4::sign(&keys, ("s3", region), "GET", &host, path, "", at);
 
     let mut request = fetcher.client().get(url.as_str()).timeout(PROBE_TIMEOUT);
     for (name, value) in headers {
@@ -144,11 +152,12 @@ async fn probe_s3(
 /// Lists one object of the connection's bucket or container and prefix.
 async fn probe_listing(
     fetcher: &Fetcher,
+    identity: &sts::Identity,
     provider: &str,
     config: &Map<String, Value>,
     credentials: &Map<String, Value>,
 ) -> Probe {
-    let store = match open(fetcher, provider, config, credentials, "").await {
+    let store = match open(fetcher, identity, provider, config, credentials, "").await {
         Ok(store) => store,
         Err(message) => return Probe::failed(message),
     };
@@ -172,6 +181,7 @@ async fn probe_listing(
 /// public (unless the operator allows its network).
 pub async fn open(
     fetcher: &Fetcher,
+    identity: &sts::Identity,
     provider: &str,
     config: &Map<String, Value>,
     credentials: &Map<String, Value>,
@@ -224,11 +234,10 @@ pub async fn open(
             format!("az://{container}/{}", joined(text(config, "prefix")))
         }
         _ => {
-            let (key_id, secret) =
-                s3_keys(credentials).ok_or("the credentials hold no access key")?;
-            set("AWS_ACCESS_KEY_ID", key_id);
-            set("AWS_SECRET_ACCESS_KEY", secret);
-            if let Some(token) = text(credentials, "session_token") {
+            let (key_id, secret, token) = s3_keys(identity, credentials).await?;
+            set("AWS_ACCESS_KEY_ID", &key_id);
+            set("AWS_SECRET_ACCESS_KEY", &secret);
+            if let Some(token) = &token {
                 set("AWS_SESSION_TOKEN", token);
             }
             set("AWS_REGION", text(config, "region").unwrap_or("us-east-1"));
@@ -248,13 +257,132 @@ pub async fn open(
     BlobStore::open_with_env(&url, env).map_err(|e| format!("the settings are not usable: {e}"))
 }
 
-/// The access key id and secret of S3-family credentials.
-fn s3_keys(credentials: &Map<String, Value>) -> Option<(&str, &str)> {
+/// The access key id, secret and session token of S3-family credentials; for an IAM role,
+/// the temporary keys STS hands out for it.
+async fn s3_keys(
+    identity: &sts::Identity,
+    credentials: &Map<String, Value>,
+) -> Result<(String, String, Option<String>), String> {
+    let owned = |id: Option<&str>, secret: Option<&str>| match (id, secret) {
+        (Some(id), Some(secret)) => Ok((id.to_string(), secret.to_string())),
+        _ => Err("the credentials hold no access key".to_string()),
+    };
     match credentials.get("type").and_then(Value::as_str) {
-        Some("application_key") => {
-            Some((text(credentials, "key_id")?, text(credentials, "application_key")?))
+        Some("iam_role") => {
+            let role = text(credentials, "role_arn").ok_or("the credentials name no role_arn")?;
+            let external_id = text(credentials, "external_id");
+            let keys = sts::assume_role(identity, role, external_id, "sluice-sync").await?;
+            Ok((keys.access_key_id, keys.secret_access_key, Some(keys.session_token)))
         }
-        _ => Some((text(credentials, "access_key_id")?, text(credentials, "secret_access_key")?)),
+        Some("application_key") => {
+            let (id, secret) =
+                owned(text(credentials, "key_id"), text(credentials, "application_key"))?;
+            Ok((id, secret, None))
+        }
+        _ => {
+            let (id, secret) =
+                owned(text(credentials, "access_key_id"), text(credentials, "secret_access_key"))?;
+            Ok((id, secret, text(credentials, "session_token").map(String::from)))
+        }
+    }
+}
+
+/// What a sync run reads: a store's listing, or a feed's items.
+pub enum Source {
+    Store(BlobStore),
+    Feed(feed::Feed),
+}
+
+impl Source {
+    /// Opens the source of a sync: a store at `path` as [`open`] does, or for `rss` and
+    /// `http_api` the feed at the URL `path`, read at once.
+    ///
+    /// # Errors
+    ///
+    /// A message fit for the caller, as [`open`] and [`feed::read`] give.
+    pub async fn open(
+        fetcher: &Fetcher,
+        identity: &sts::Identity,
+        provider: &str,
+        config: &Map<String, Value>,
+        credentials: &Map<String, Value>,
+        path: &str,
+    ) -> Result<Self, String> {
+        match provider {
+            "rss" | "http_api" => {
+                feed::read(fetcher, provider, config, credentials, path).await.map(Self::Feed)
+            }
+            _ => {
+                open(fetcher, identity, provider, config, credentials, path).await.map(Self::Store)
+            }
+        }
+    }
+
+    /// Every entry, page by page for a store.
+    pub fn list_all(&self) -> futures::stream::BoxStream<'_, Result<ListedBlob, String>> {
+        use futures::StreamExt;
+        match self {
+            Self::Store(store) => store.list_all().map(|r| r.map_err(|e| e.to_string())).boxed(),
+            Self::Feed(feed) => {
+                futures::stream::iter(feed.items.iter().map(|i| Ok(i.listed.clone()))).boxed()
+            }
+        }
+    }
+
+    /// The bytes of the entry under `key`, and their length when known.
+    ///
+    /// # Errors
+    ///
+    /// A message naming what could not be read.
+    pub async fn open_read(
+        &self,
+        fetcher: &Fetcher,
+        key: &str,
+    ) -> Result<(Option<u64>, BlobStream), String> {
+        match self {
+            Self::Store(store) => {
+                let (size, stream) = store.open_read(key).await.map_err(|e| e.to_string())?;
+                Ok((Some(size), stream))
+            }
+            Self::Feed(feed) => feed.open_read(fetcher, key).await,
+        }
+    }
+
+    /// Where the entry under `key` lives in the source: its full key in the store, or its id
+    /// in the feed.
+    pub fn source_key(&self, key: &str) -> String {
+        match self {
+            Self::Store(store) if !store.prefix().is_empty() => {
+                format!("{}/{key}", store.prefix())
+            }
+            _ => key.to_string(),
+        }
+    }
+
+    /// The file name of the entry under `key`, and the media type the source announces.
+    pub fn file_of(&self, key: &str) -> (String, Option<String>) {
+        let item = match self {
+            Self::Feed(feed) => feed.item(key),
+            Self::Store(_) => None,
+        };
+        match item {
+            Some(item) => {
+                let mime = match &item.enclosure {
+                    Some((_, mime)) => mime.clone(),
+                    None => Some("application/json".to_string()),
+                };
+                (item.filename.clone(), mime)
+            }
+            None => (key.rsplit('/').next().unwrap_or(key).to_string(), None),
+        }
+    }
+
+    /// The fields of a feed's item under `key`, for field mappings.
+    pub fn fields_of(&self, key: &str) -> Option<&Map<String, Value>> {
+        match self {
+            Self::Feed(feed) => feed.item(key).map(|i| &i.fields),
+            Self::Store(_) => None,
+        }
     }
 }
 
@@ -269,7 +397,7 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 /// The text of the first `<name>` element of an S3 error document.
-fn xml_field(body: &str, name: &str) -> Option<String> {
+pub(crate) fn xml_field(body: &str, name: &str) -> Option<String> {
     let start = body.find(&format!("<{name}>"))? + name.len() + 2;
     let end = body[start..].find(&format!("</{name}>"))? + start;
     Some(body[start..end].to_string())

@@ -1,5 +1,6 @@
-//! AWS Signature Version 4 for the few S3 API calls that `object_store` does not make, such as
-//! listing the buckets a key can see. Only requests without a body are signed.
+//! AWS Signature Version 4 for the few AWS API calls that `object_store` does not make: listing
+//! the buckets a key can see, and assuming a role with STS. Only requests without a body are
+//! signed.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -15,14 +16,15 @@ pub struct Credentials<'a> {
     pub session_token: Option<&'a str>,
 }
 
-/// The headers that sign a bodiless request: `(name, value)` pairs to send as they are.
+/// The headers that sign a bodiless request to `service` (`s3`, `sts`) in `region`:
+/// `(name, value)` pairs to send as they are.
 ///
 /// `host` is the `Host` header (with the port when it is not the scheme's default), `path` the
 /// request path as sent (already percent-encoded), `query` the canonical query string (sorted
 /// and encoded, empty for none).
 pub fn sign(
     credentials: &Credentials<'_>,
-    region: &str,
+    (service, region): (&str, &str),
     method: &str,
     host: &str,
     path: &str,
@@ -53,13 +55,13 @@ pub fn sign(
     let canonical_request =
         format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{EMPTY_SHA256}");
 
-    let scope = format!("{day}/{region}/s3/aws4_request");
+    let scope = format!("{day}/{region}/{service}/aws4_request");
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
         hex(&Sha256::digest(canonical_request.as_bytes()))
     );
     let mut key = hmac(format!("AWS4{}", credentials.secret_access_key).as_bytes(), day);
-    for part in [region, "s3", "aws4_request"] {
+    for part in [region, service, "aws4_request"] {
         key = hmac(&key, part);
     }
     let signature = hex(&hmac(&key, &string_to_sign));
@@ -103,7 +105,7 @@ mod tests {
         let at = OffsetDateTime::from_unix_timestamp(1_369_353_600).unwrap();
         let headers = sign(
             &credentials,
-            "us-east-1",
+            ("s3", "us-east-1"),
             "GET",
             "examplebucket.s3.amazonaws.com",
             "/",

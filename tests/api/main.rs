@@ -12,6 +12,7 @@ mod buckets;
 mod connections;
 mod errors;
 mod events;
+mod feeds;
 mod mirror;
 mod namespaces;
 mod objects;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{Backend, TestServer, assert_error, start_allowing};
+use crate::common::{Backend, TestServer, assert_error, start_allowing, start_on_storage};
 
 fn moto() -> Option<String> {
     match std::env::var("SLUICE_TEST_S3_ENDPOINT") {
@@ -42,7 +42,7 @@ async fn put_file(endpoint: &str, path: &str, body: Option<&str>) {
 }
 
 /// Waits until the sync has `count` finished runs and returns the newest.
-async fn finished_run(s: &TestServer, ns: &str, sync: &str, count: usize) -> Value {
+pub(crate) async fn finished_run(s: &TestServer, ns: &str, sync: &str, count: usize) -> Value {
     for _ in 0..300 {
         let (status, page) = s.post(&format!("{sync}/jobs"), Some(ns), json!({})).await;
         assert_eq!(status, StatusCode::OK, "{page}");
@@ -56,7 +56,7 @@ async fn finished_run(s: &TestServer, ns: &str, sync: &str, count: usize) -> Val
     panic!("the sync did not finish {count} runs");
 }
 
-async fn objects(s: &TestServer, ns: &str, bucket: &str) -> Vec<Value> {
+pub(crate) async fn objects(s: &TestServer, ns: &str, bucket: &str) -> Vec<Value> {
     let path = format!("/v1/buckets/{bucket}/objects/list");
     let (status, page) = s.post(&path, Some(ns), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -222,7 +222,11 @@ async fn invalid_syncs_are_refused() {
     let s3 = s3["connection_id"].as_str().unwrap();
     let syncs = format!("/v1/buckets/{bucket}/syncs");
     for body in [
-        json!({"connection_id": feed["connection_id"], "source_path": "https://example.com/rss"}),
+        json!({"connection_id": feed["connection_id"], "source_path": "ftp://example.com/rss"}),
+        json!({"connection_id": feed["connection_id"], "source_path": "http://10.1.2.3/rss"}),
+        json!({"connection_id": feed["connection_id"], "source_path": "https://example.com/rss",
+               "schema_mapping": {"mappings": {"body": {"target_type": "field",
+               "source": {"type": "column", "name": "x"}}}}}),
         json!({"connection_id": "conn_missing", "source_path": "b"}),
         json!({"connection_id": s3, "source_path": ""}),
         json!({"connection_id": s3, "source_path": "b", "sync_mode": "hourly"}),
@@ -230,7 +234,7 @@ async fn invalid_syncs_are_refused() {
         json!({"connection_id": s3, "source_path": "b", "batch_size": 500}),
         json!({"connection_id": s3, "source_path": "b", "file_filters": {"mime_types": ["a/b"]}}),
         json!({"connection_id": s3, "source_path": "b", "schema_mapping": {"mappings": {
-            "title": {"target_type": "field", "source": {"type": "filename"}}}}}),
+            "title": {"target_type": "field", "source": {"type": "constant", "value": "x"}}}}}),
     ] {
         let (status, answer) = s.post(&syncs, Some(&ns), body.clone()).await;
         assert!(
@@ -238,6 +242,32 @@ async fn invalid_syncs_are_refused() {
             "{body} → {status} {answer}"
         );
         assert_error(status, &answer, status.as_u16());
+    }
+
+    // Field mappings name a field of the schema, and a source the provider offers.
+    let bucket = s
+        .bucket(
+            &ns,
+            "mapped",
+            json!({"properties": {"body": {"type": "text"},
+                                                      "label": {"type": "string"}}}),
+        )
+        .await;
+    let syncs = format!("/v1/buckets/{bucket}/syncs");
+    for (source, code) in [
+        (json!({"type": "tag", "key": "k"}), "mapping_not_supported"),
+        (json!({"type": "metadata", "key": "k"}), "mapping_not_supported"),
+        (json!({"type": "rss_field", "field": "title"}), "mapping_not_supported"),
+        (json!({"type": "filename_regex", "pattern": "(a)(b)"}), "validation_error"),
+        (json!({"type": "filename_regex", "pattern": "(unclosed"}), "validation_error"),
+        (json!({"type": "folder_path", "segment": "first"}), "validation_error"),
+        (json!({"type": "nowhere"}), "validation_error"),
+    ] {
+        let body = json!({"connection_id": s3, "source_path": "b", "schema_mapping": {
+            "mappings": {"label": {"target_type": "field", "source": source}}}});
+        let (status, answer) = s.post(&syncs, Some(&ns), body.clone()).await;
+        assert_error(status, &answer, 422);
+        assert_eq!(answer["error"]["code"], code, "{body} → {answer}");
     }
     s.stop().await;
 }
@@ -381,5 +411,101 @@ async fn failing_files_reach_the_dead_letter_list() {
     let (status, body) =
         s.post(&format!("{sync}/dlq/bulk-mark-failed"), Some(&ns), json!({})).await;
     assert_error(status, &body, 422);
+    s.stop().await;
+}
+
+/// An S3 connection that names an IAM role: sluice assumes the role through STS (moto's) with
+/// its own identity before the connection test and each run. Field mappings fill the bucket's
+/// fields from each file's folders and name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_connections_sync_with_assumed_keys_and_mapped_fields() {
+    let Some(endpoint) = moto() else { return };
+    let tag = std::process::id();
+    let storage = format!("sts-store-{tag}");
+    let created = reqwest::Client::new().put(format!("{endpoint}/{storage}")).send().await.unwrap();
+    assert!(created.status().is_success());
+    let source = format!("sts-source-{tag}");
+    for (key, body) in
+        [("reports/sales/2026-12-01_q4.txt", "sales figures"), ("reports/hr/notes.txt", "hr notes")]
+    {
+        put_file(&endpoint, &format!("{source}/{key}"), Some(body)).await;
+    }
+    let identity = [
+        ("AWS_ACCESS_KEY_ID", "sluice-test"),
+        ("AWS_SECRET_ACCESS_KEY", "sluice-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec();
+    let s = start_on_storage(format!("s3://{storage}"), identity, "127.0.0.0/8").await;
+
+    // Saving tests the connection first: the role is assumed and the temporary keys list.
+    let connection = json!({"name": "role", "provider_type": "s3", "provider_config": {
+        "endpoint_url": endpoint, "credentials": {"type": "iam_role",
+        "role_arn": "arn:aws:iam::123456789012:role/sluice-sync",
+        "external_id": "sluice-external-id-1"}}});
+    let (status, connection) = s.post("/v1/organizations/connections", None, connection).await;
+    assert_eq!(status, StatusCode::OK, "{connection}");
+    assert_eq!(connection["provider_config"]["credentials"], json!({"type": "iam_role"}));
+    let id = connection["connection_id"].as_str().unwrap();
+    let (status, test) =
+        s.post(&format!("/v1/organizations/connections/{id}/test"), None, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!(test["success"], true, "{test}");
+
+    let ns = s.namespace("roles").await;
+    let schema = json!({"properties": {"body": {"type": "text"}, "team": {"type": "string"},
+                                       "day": {"type": "string"}, "origin": {"type": "string"}}});
+    let bucket = s.bucket(&ns, "reports", schema).await;
+    let body = json!({
+        "connection_id": id,
+        "source_path": format!("{source}/reports"),
+        "sync_mode": "initial_only",
+        "schema_mapping": {"mappings": {
+            "team": {"target_type": "field", "source": {"type": "folder_path", "segment": 0},
+                     "transform": "uppercase"},
+            "day": {"target_type": "field", "source": {"type": "filename_regex",
+                    "pattern": "^(\\d{4}-\\d{2}-\\d{2})_", "default": "undated"}},
+            "origin": {"target_type": "field", "source": {"type": "constant", "value": "aws"}},
+        }},
+    });
+    let syncs = format!("/v1/buckets/{bucket}/syncs");
+    let (status, created) = s.post(&syncs, Some(&ns), body).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let sync = format!("{syncs}/{}", created["sync_config_id"].as_str().unwrap());
+    let run = finished_run(&s, &ns, &sync, 1).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["files_synced"], 2, "{run}");
+
+    let mut fields: Vec<(String, Value, Value, Value)> = objects(&s, &ns, &bucket)
+        .await
+        .iter()
+        .map(|o| {
+            let key = o["blobs"][0]["properties"]["source_key"].as_str().unwrap().to_string();
+            (key, o["team"].clone(), o["day"].clone(), o["origin"].clone())
+        })
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        fields,
+        [
+            ("reports/hr/notes.txt".to_string(), json!("HR"), json!("undated"), json!("aws")),
+            (
+                "reports/sales/2026-12-01_q4.txt".to_string(),
+                json!("SALES"),
+                json!("2026-12-01"),
+                json!("aws")
+            ),
+        ]
+    );
+
+    // A file whose bytes the bucket already holds is answered by the object that holds them.
+    put_file(&endpoint, &format!("{source}/reports/hr/copy.txt"), Some("hr notes")).await;
+    let (status, _) = s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let run = finished_run(&s, &ns, &sync, 2).await;
+    assert_eq!(run["files_synced"], 1, "{run}");
+    assert_eq!(objects(&s, &ns, &bucket).await.len(), 2, "skip_duplicates is on by default");
     s.stop().await;
 }

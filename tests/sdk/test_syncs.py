@@ -126,3 +126,92 @@ def test_sync_from_s3(tmp_path_factory, backend):
         syncs.delete_sync_configuration_buckets_id_config(bucket.bucket_id, sync_id)
         with pytest.raises(NotFoundException):
             syncs.get_sync_configuration_buckets_id_config(bucket.bucket_id, sync_id)
+
+
+FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>News</title>
+<item><guid>n-1</guid><title>First story</title><author>ann@example.com</author>
+<category>Local</category></item>
+<item><guid>n-2</guid><title>Second story</title><category>World</category></item>
+</channel></rss>"""
+
+
+@pytest.fixture
+def feed_url():
+    """An RSS feed served on a local port for the length of a test."""
+    import http.server
+    import threading
+
+    class Feed(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(FEED)))
+            self.end_headers()
+            self.wfile.write(FEED)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Feed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
+    server.shutdown()
+
+
+def test_feed_sync_with_field_mappings(tmp_path_factory, backend, feed_url):
+    """An RSS sync whose mapping, built from the SDK's models, fills fields from each entry."""
+    allow = {"SLUICE_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
+    workdir = tmp_path_factory.mktemp("feeds")
+    with (
+        harness.fresh_store(backend) as database_url,
+        harness.running_server(backend, workdir, database_url, extra_env=allow) as srv,
+        mixpeek.ApiClient(
+            mixpeek.Configuration(host=srv.base_url, access_token=srv.api_key)
+        ) as api,
+    ):
+        connection = mixpeek.OrganizationConnectionsApi(api).create_storage_connection_organizations(
+            mixpeek.StorageConnectionCreateRequest.from_dict(
+                {"name": "news", "provider_type": "rss", "provider_config": {"provider_type": "rss"}}
+            )
+        )
+        namespace = mixpeek.NamespacesApi(api).create_namespace(
+            mixpeek.CreateNamespaceRequest(namespace_name=support.unique_name("feed"))
+        )
+        api.configuration.api_key["NamespaceHeader"] = namespace.namespace_id
+        bucket = mixpeek.BucketsApi(api).create_bucket(
+            mixpeek.BucketCreateRequest.from_dict({
+                "bucket_name": support.unique_name("news"),
+                "bucket_schema": {"properties": {"content": {"type": "text"},
+                                                 "headline": {"type": "string"},
+                                                 "section": {"type": "array"},
+                                                 "feed": {"type": "string"}}},
+            })
+        )  # fmt: skip
+        mapping = mixpeek.SchemaMappingInput.from_dict({"mappings": {
+            "content": {"target_type": "blob", "source": {"type": "file"}, "blob_type": "text"},
+            "headline": {"target_type": "field",
+                         "source": {"type": "rss_field", "field": "title"}},
+            "section": {"target_type": "field",
+                        "source": {"type": "rss_field", "field": "categories"},
+                        "transform": "lowercase"},
+            "feed": {"target_type": "field", "source": {"type": "constant", "value": "news"}},
+        }})  # fmt: skip
+        request = mixpeek.SyncCreateRequest.from_dict({
+            "connection_id": connection.connection_id,
+            "source_path": feed_url,
+            "sync_mode": "initial_only",
+        })  # fmt: skip
+        request.schema_mapping = mapping
+        syncs = mixpeek.BucketSyncsApi(api)
+        created = syncs.create_sync_configuration_buckets(bucket.bucket_id, request)
+        assert isinstance(created, mixpeek.SyncConfigurationModel)
+        [run] = wait_for_runs(syncs, bucket.bucket_id, created.sync_config_id, 1)
+        assert run.status == mixpeek.SyncJobStatus.COMPLETED
+        assert run.files_synced == 2
+
+        objects = mixpeek.BucketObjectsApi(api).list_objects_buckets(bucket.bucket_id)
+        fields = sorted(
+            (o.to_dict()["headline"], o.to_dict().get("section"), o.to_dict()["feed"])
+            for o in objects.results
+        )
+        assert fields == [("First story", ["local"], "news"), ("Second story", ["world"], "news")]
