@@ -323,10 +323,30 @@ impl BlobStore {
     /// Lists every blob under the store's prefix, as the store answers page by page: the
     /// listing is never held whole. Keys are relative to the prefix.
     pub fn list_all(&self) -> futures::stream::BoxStream<'_, Result<ListedBlob, BlobError>> {
+        self.list_after(None)
+    }
+
+    /// Lists as [`list_all`](Self::list_all) does, but only the keys that sort after `after`
+    /// (a key relative to the prefix), as the clouds list: in byte order of their keys.
+    pub fn list_after(
+        &self,
+        after: Option<&str>,
+    ) -> futures::stream::BoxStream<'_, Result<ListedBlob, BlobError>> {
         use futures::StreamExt;
         let prefix = self.prefix.clone();
-        self.inner
-            .list(Some(&self.prefix))
+        let offset = after.and_then(|key| {
+            let full = if prefix.as_ref().is_empty() {
+                key.to_string()
+            } else {
+                format!("{}/{key}", prefix.as_ref())
+            };
+            Path::parse(full).ok()
+        });
+        let listing = match &offset {
+            Some(offset) => self.inner.list_with_offset(Some(&self.prefix), offset),
+            None => self.inner.list(Some(&self.prefix)),
+        };
+        listing
             .map(move |entry| {
                 let meta = entry?;
                 let parts: Vec<String> = match meta.location.prefix_match(&prefix) {

@@ -318,11 +318,17 @@ impl Source {
         }
     }
 
-    /// Every entry, page by page for a store.
-    pub fn list_all(&self) -> futures::stream::BoxStream<'_, Result<ListedBlob, String>> {
+    /// Every entry, page by page for a store; for a store, only the keys after `after` when it
+    /// is given (a feed is read whole and ignores it).
+    pub fn list_after(
+        &self,
+        after: Option<&str>,
+    ) -> futures::stream::BoxStream<'_, Result<ListedBlob, String>> {
         use futures::StreamExt;
         match self {
-            Self::Store(store) => store.list_all().map(|r| r.map_err(|e| e.to_string())).boxed(),
+            Self::Store(store) => {
+                store.list_after(after).map(|r| r.map_err(|e| e.to_string())).boxed()
+            }
             Self::Feed(feed) => {
                 futures::stream::iter(feed.items.iter().map(|i| Ok(i.listed.clone()))).boxed()
             }
@@ -346,6 +352,11 @@ impl Source {
             }
             Self::Feed(feed) => feed.open_read(fetcher, key).await,
         }
+    }
+
+    /// Whether a listing can go on after a key: stores list in key order, feeds do not.
+    pub fn resumable(&self) -> bool {
+        matches!(self, Self::Store(_))
     }
 
     /// Where the entry under `key` lives in the source: its full key in the store, or its id

@@ -232,7 +232,8 @@ async fn invalid_syncs_are_refused() {
         json!({"connection_id": s3, "source_path": "b", "sync_mode": "hourly"}),
         json!({"connection_id": s3, "source_path": "b", "polling_interval_seconds": 5}),
         json!({"connection_id": s3, "source_path": "b", "batch_size": 500}),
-        json!({"connection_id": s3, "source_path": "b", "file_filters": {"mime_types": ["a/b"]}}),
+        json!({"connection_id": s3, "source_path": "b", "file_filters": {"mime_types": ["ab"]}}),
+        json!({"connection_id": s3, "source_path": "b", "file_filters": {"metadata_filters": []}}),
         json!({"connection_id": s3, "source_path": "b", "schema_mapping": {"mappings": {
             "title": {"target_type": "field", "source": {"type": "constant", "value": "x"}}}}}),
     ] {
@@ -425,9 +426,11 @@ async fn role_connections_sync_with_assumed_keys_and_mapped_fields() {
     let created = reqwest::Client::new().put(format!("{endpoint}/{storage}")).send().await.unwrap();
     assert!(created.status().is_success());
     let source = format!("sts-source-{tag}");
-    for (key, body) in
-        [("reports/sales/2026-12-01_q4.txt", "sales figures"), ("reports/hr/notes.txt", "hr notes")]
-    {
+    for (key, body) in [
+        ("reports/sales/2026-12-01_q4.txt", "sales figures"),
+        ("reports/hr/notes.txt", "hr notes"),
+        ("reports/img/logo.png", "not text"),
+    ] {
         put_file(&endpoint, &format!("{source}/{key}"), Some(body)).await;
     }
     let identity = [
@@ -462,6 +465,7 @@ async fn role_connections_sync_with_assumed_keys_and_mapped_fields() {
         "connection_id": id,
         "source_path": format!("{source}/reports"),
         "sync_mode": "initial_only",
+        "file_filters": {"mime_types": ["text/*"]},
         "schema_mapping": {"mappings": {
             "team": {"target_type": "field", "source": {"type": "folder_path", "segment": 0},
                      "transform": "uppercase"},
@@ -507,5 +511,26 @@ async fn role_connections_sync_with_assumed_keys_and_mapped_fields() {
     let run = finished_run(&s, &ns, &sync, 2).await;
     assert_eq!(run["files_synced"], 1, "{run}");
     assert_eq!(objects(&s, &ns, &bucket).await.len(), 2, "skip_duplicates is on by default");
+
+    // Without reconcile.on_update, a changed file keeps the object's earlier copy.
+    let (status, _) = s
+        .call(Method::PATCH, &sync, Some(&ns), Some(json!({"reconcile": {"on_update": false}})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    put_file(&endpoint, &format!("{source}/reports/sales/2026-12-01_q4.txt"), Some("revised"))
+        .await;
+    let (status, _) = s.post(&format!("{sync}/trigger"), Some(&ns), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let run = finished_run(&s, &ns, &sync, 3).await;
+    assert_eq!(
+        (run["status"].clone(), run["files_synced"].clone()),
+        (json!("completed"), json!(0))
+    );
+    let sizes: Vec<i64> = objects(&s, &ns, &bucket)
+        .await
+        .iter()
+        .map(|o| o["blobs"][0]["details"]["size_bytes"].as_i64().unwrap())
+        .collect();
+    assert!(sizes.contains(&13), "the 13 bytes of the first copy stay: {sizes:?}");
     s.stop().await;
 }

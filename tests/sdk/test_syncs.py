@@ -119,7 +119,7 @@ def test_sync_from_s3(tmp_path_factory, backend):
 
         bad = mixpeek.SyncCreateRequest.from_dict({
             "connection_id": connection.connection_id, "source_path": f"{source}/photos",
-            "file_filters": {"mime_types": ["image/png"]},
+            "file_filters": {"mime_types": ["png"]},
         })  # fmt: skip
         with pytest.raises(UnprocessableEntityException):
             syncs.create_sync_configuration_buckets(bucket.bucket_id, bad)
