@@ -335,6 +335,7 @@ async fn a_sync_killed_mid_run_copies_every_file_once() {
         rescued_run["resumed_after"].is_string(),
         "the run went on after the last page it finished: {rescued_run}"
     );
+    assert_eq!(rescued_run["resumed_via"], "lease_expired", "{rescued_run}");
     let ledger: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM sync_ledger").fetch_one(&mut db).await.unwrap();
     assert_eq!(ledger, FILES as i64);
@@ -370,6 +371,11 @@ async fn a_sync_killed_mid_run_copies_every_file_once() {
         .collect();
     spans.sort();
     assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "runs overlapped: {spans:?}");
+    let statuses: Vec<&Value> = runs.iter().map(|r| &r["status"]).collect();
+    assert!(
+        runs.iter().all(|r| r["status"] == "completed"),
+        "a triggered run waits for the run under way instead of being skipped: {statuses:?}"
+    );
     let (objects, _): (i64, i64) =
         sqlx::query_as(count_sql).bind(&bucket).fetch_one(&mut db).await.unwrap();
     assert_eq!(objects, FILES as i64, "later runs copied nothing again");

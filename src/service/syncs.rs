@@ -36,7 +36,7 @@ use crate::model::blob::guess_mime;
 use crate::model::{format_time, new_id, now, parse_time};
 use crate::service::objects::SyncedFile;
 use crate::service::sync_mapping::{self, FieldRules, FileFacts};
-use crate::service::{batches, buckets, connections, list_filter, objects, tasks};
+use crate::service::{batches, buckets, connections, events, list_filter, objects, tasks};
 use crate::source::Source;
 use crate::store::{ClaimedJob, LedgerEntry, Scope, Table};
 
@@ -55,6 +55,8 @@ const MAX_RETRIES: i64 = 3;
 const ERRORS_KEPT: usize = 20;
 /// How long a run's lock lasts without renewal; a run renews it after every page.
 const LOCK_TTL: Duration = Duration::from_secs(300);
+/// How often a run asked for by hand looks again whether the run under way has ended.
+const WAIT_FOR_LOCK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize)]
 struct CreateInput {
@@ -477,7 +479,7 @@ pub async fn runs(
     let page =
         state.store.list(Table::SyncJobs, scope_of(&doc, &caller.caller.org_id), &spec).await?;
     let next = crate::service::next_cursor(&spec, &page);
-    let results: Vec<Value> = page.rows.iter().map(|r| r.doc.clone()).collect();
+    let results: Vec<Value> = page.rows.iter().map(|r| with_lag(r.doc.clone())).collect();
     let total = page.total.unwrap_or(results.len() as i64);
     Ok(json!({"results": results, "pagination": paging.response(&page, next), "total": total}))
 }
@@ -497,9 +499,20 @@ pub async fn run_record(
     let doc = load(state, caller, bucket, id).await?;
     let row =
         state.store.get(Table::SyncJobs, scope_of(&doc, &caller.caller.org_id), run_id).await?;
-    row.map(|r| r.doc)
+    row.map(|r| with_lag(r.doc))
         .filter(|run| run["sync_config_id"] == doc["sync_config_id"])
         .ok_or_else(|| Error::not_found("sync_job", run_id))
+}
+
+/// A run record as answered: a running run says how many seconds ago it last recorded
+/// progress (`lag_seconds`), so that a stalled run shows.
+fn with_lag(mut run: Value) -> Value {
+    let lag = (run["status"] == "running")
+        .then(|| run["updated_at"].as_str().and_then(parse_time))
+        .flatten()
+        .map(|at| (time::OffsetDateTime::now_utc() - at).whole_seconds().max(0));
+    run["lag_seconds"] = json!(lag);
+    run
 }
 
 /// A sync's totals, health and latest run.
@@ -693,7 +706,14 @@ pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<()> {
     let started = now();
     let existing = state.store.get(Table::SyncJobs, scope, &run_id).await?;
     let mut record = match existing {
-        Some(row) => row.doc,
+        Some(row) => {
+            let mut record = row.doc;
+            if record["status"] == "running" && record["phase"] != "queued" {
+                // Started by a worker that died: its lease expired and this worker took it.
+                record["resumed_via"] = json!("lease_expired");
+            }
+            record
+        }
         None => {
             let record = new_run(&doc, &run_id, &trigger, &started);
             state
@@ -706,6 +726,14 @@ pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<()> {
 
     let until = format_time(time::OffsetDateTime::now_utc() + LOCK_TTL);
     if !state.store.lock_sync(&sync_id, &job.id, &until, &started).await? {
+        if trigger == "manual" {
+            // A run asked for by hand waits for the run under way rather than being dropped;
+            // the lock is held no longer than its lease, so the wait ends.
+            let again = jobs::after(WAIT_FOR_LOCK);
+            jobs::enqueue_at(state, JobKind::SyncRun, &job.org_id, job.payload.clone(), &again)
+                .await?;
+            return Ok(());
+        }
         record["status"] = json!("skipped");
         record["phase"] = json!("done");
         record["error"] = json!("another run of this sync was under way");
@@ -718,6 +746,10 @@ pub async fn run(state: &AppState, job: &ClaimedJob) -> Result<()> {
     }
     record["status"] = json!("running");
     record["phase"] = json!("listing");
+    if record["resumed_via"].is_null() {
+        // A triggered run was recorded when it was asked for; it starts now.
+        record["started_at"] = json!(started);
+    }
     save_run(state, &record).await?;
 
     let full = job.payload["full_sync"] == true;
@@ -776,7 +808,7 @@ async fn sync_files(
 
     // A run taken over after its process died goes on after the last page it finished, under
     // its own run number, so that the files it saw before count as seen when reconciling.
-    let resume_after = match (record["resume_after"].as_str(), record["run_number"].as_i64()) {
+    let resume_after = match (record["current_cursor"].as_str(), record["run_number"].as_i64()) {
         (Some(key), Some(_)) if source.resumable() => Some(key.to_string()),
         _ => None,
     };
@@ -857,7 +889,9 @@ async fn sync_files(
             let budget = most - tally.synced - tally.failed;
             let created =
                 ctx.sync_page(std::mem::take(&mut page), full, budget, &mut tally).await?;
-            pending_batch.extend(created);
+            if submit {
+                pending_batch.extend(created);
+            }
             while submit && pending_batch.len() >= batch_size {
                 let chunk: Vec<String> = pending_batch.drain(..batch_size).collect();
                 submit_batch(&ctx, chunk, &mut tally).await;
@@ -870,8 +904,9 @@ async fn sync_files(
                 .map_err(|e| e.to_string())?;
             late.clear();
             if let Some(last) = last_key {
-                record["resume_after"] = json!(last);
+                record["current_cursor"] = json!(last);
             }
+            // Fewer than `batch_size` ids: the record stays small.
             record["unsubmitted_object_ids"] = json!(pending_batch);
             progress(state, record, &tally).await;
             let until = format_time(time::OffsetDateTime::now_utc() + LOCK_TTL);
@@ -1273,8 +1308,18 @@ fn fill(record: &mut Value, tally: &Tally) {
         .and_then(parse_time)
         .map(|at| (time::OffsetDateTime::now_utc() - at).as_seconds_f64())
         .unwrap_or(0.0);
-    record["throughput_files_per_min"] =
-        json!(if elapsed > 0.0 { done as f64 * 60.0 / elapsed } else { 0.0 });
+    let throughput = if elapsed > 0.0 { done as f64 * 60.0 / elapsed } else { 0.0 };
+    record["throughput_files_per_min"] = json!(throughput);
+    record["progress"] = json!({
+        "files_found": tally.found,
+        "files_synced": tally.synced,
+        "files_failed": tally.failed,
+        "files_deleted": tally.deleted,
+        "bytes_synced": tally.bytes,
+        "percent": record["progress_percent"],
+        "files_per_second": throughput / 60.0,
+        "bytes_per_second": if elapsed > 0.0 { tally.bytes as f64 / elapsed } else { 0.0 },
+    });
     record["updated_at"] = json!(now());
 }
 
@@ -1333,6 +1378,7 @@ async fn finish(
         }
     }
     record["phase"] = json!("done");
+    record["unsubmitted_object_ids"] = json!([]);
     record["completed_at"] = json!(at);
     record["updated_at"] = json!(at);
     doc["updated_at"] = json!(at);
@@ -1340,7 +1386,24 @@ async fn finish(
     // Released before the run reads as finished, so that whoever sees it finished can run
     // the sync again at once.
     state.store.unlock_sync(sync_id, Some(&job.id)).await?;
-    save_run(state, record).await
+    save_run(state, record).await?;
+    let event_type = if record["status"] == "completed" { "sync.completed" } else { "sync.failed" };
+    let payload = json!({
+        "sync_config_id": sync_id,
+        "sync_job_id": record["sync_job_id"],
+        "bucket_id": doc["bucket_id"],
+        "status": record["status"],
+        "trigger": record["trigger"],
+        "files_synced": record["files_synced"],
+        "files_failed": record["files_failed"],
+        "files_deleted": record["files_deleted"],
+        "bytes_synced": record["bytes_synced"],
+        "error": record["error"],
+        "completed_at": record["completed_at"],
+    });
+    let namespace_id = doc["namespace_id"].as_str();
+    events::record_logged(state, &job.org_id, namespace_id, event_type, payload).await;
+    Ok(())
 }
 
 // Scheduling.

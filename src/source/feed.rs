@@ -131,12 +131,16 @@ pub async fn read(
         timeout: Some(timeout),
         max_bytes: Some(MAX_FEED_BYTES),
     };
-    let fetched = fetcher.send(request).await.map_err(|e| format!("reading {url} failed: {e}"))?;
+    // The query string may carry a token: messages, which reach run records and the log, show
+    // the URL without it.
+    let shown = url.split(['?', '#']).next().unwrap_or_default();
+    let fetched =
+        fetcher.send(request).await.map_err(|e| format!("reading {shown} failed: {e}"))?;
     let mut stream = fetched.stream;
     let mut document = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
-            .map_err(|e| format!("reading {url} failed: {}", FetchError::from_body_error(&e)))?;
+            .map_err(|e| format!("reading {shown} failed: {}", FetchError::from_body_error(&e)))?;
         document.extend_from_slice(&chunk);
     }
     let text = String::from_utf8_lossy(&document);

@@ -258,6 +258,13 @@ async fn http_api_sync_takes_the_items_of_a_post() {
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["files_synced"], 2, "{run}");
     assert_eq!(served.lock().unwrap().api_bodies, [json!({"query": "everything"})]);
+    // The run's end is an event of the feed (and of webhooks that want it).
+    let (status, events) = s.get("/v1/events?event_type=sync.completed", None).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let events = events["results"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["payload"]["files_synced"], 2, "{events:?}");
+    assert_eq!(events[0]["payload"]["sync_config_id"], created["sync_config_id"]);
 
     let objects = by_item(&s, &ns, &bucket).await;
     assert_eq!(objects.len(), 2);

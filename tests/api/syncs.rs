@@ -125,6 +125,9 @@ async fn s3_sync_lifecycle(backend: Backend) {
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["trigger"], "scheduled");
     assert_eq!(run["files_synced"], 3, "{run}");
+    assert_eq!(run["progress"]["files_synced"], 3, "{run}");
+    assert_eq!(run["progress"]["bytes_synced"], 17, "{run}");
+    assert!(run["lag_seconds"].is_null(), "only a running run has a lag: {run}");
     let listed = objects(&s, &ns, &bucket).await;
     assert_eq!(
         by_file(&listed),
