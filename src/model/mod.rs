@@ -38,6 +38,11 @@ pub fn new_hex_id(prefix: &str, len: usize) -> String {
     format!("{prefix}{tail}")
 }
 
+/// Lower-case hexadecimal of `bytes`, as digests are written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The current time as the RFC 3339 string every record carries, always with microseconds and
 /// `Z`, so that string order is time order.
 pub fn now() -> String {

@@ -19,7 +19,7 @@ use crate::api::pagination::{MAX_LIMIT, PageParams};
 use crate::error::{Error, Result};
 use crate::model::blob::{BlobData, ParsedBlob, guess_mime, parse_blob};
 use crate::model::schema::{BucketSchema, FieldType};
-use crate::model::{FieldError, StorageClass, new_id, now};
+use crate::model::{FieldError, StorageClass, hex, new_id, now};
 use crate::service::{buckets, events, list_filter, next_cursor};
 use crate::store::{NewObject, ObjectKey, Row, Scope, StoreError, Table};
 
@@ -1398,10 +1398,6 @@ fn safe_filename(name: &str) -> String {
         .take(200)
         .collect();
     if cleaned.trim_matches('.').is_empty() { "blob".into() } else { cleaned }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

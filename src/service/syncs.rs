@@ -33,7 +33,7 @@ use crate::blob::ListedBlob;
 use crate::error::{Error, Result};
 use crate::jobs::{self, JobKind};
 use crate::model::blob::guess_mime;
-use crate::model::{format_time, new_id, now, parse_time};
+use crate::model::{format_time, hex, new_id, now, parse_time};
 use crate::service::objects::SyncedFile;
 use crate::service::sync_mapping::{self, FieldRules, FileFacts};
 use crate::service::{batches, buckets, connections, events, list_filter, objects, tasks};
@@ -867,9 +867,12 @@ async fn sync_files(
         let done = next.is_none();
         if let Some(entry) = next {
             let entry = entry.map_err(|e| format!("listing the source failed: {e}"))?;
-            let (filename, announced) = source.file_of(&entry.key);
-            let mime = announced.or_else(|| guess_mime(&filename).map(String::from));
-            if entry.key.ends_with('/') || !filters.admit(&entry, mime.as_deref()) {
+            // The media type is worked out only for a sync that filters by it.
+            let mime = filters.wants_mime().then(|| {
+                let (filename, announced) = source.file_of(&entry.key);
+                announced.or_else(|| guess_mime(&filename).map(String::from))
+            });
+            if entry.key.ends_with('/') || !filters.admit(&entry, mime.flatten().as_deref()) {
                 continue;
             }
             if entry.last_modified > started {
@@ -1659,6 +1662,11 @@ impl Filters {
         }
     }
 
+    /// Whether `admit` needs a file's media type.
+    fn wants_mime(&self) -> bool {
+        !self.mime_types.is_empty()
+    }
+
     /// Whether a listed file of media type `mime` passes: globs without `/` match the file
     /// name, with `/` the path.
     fn admit(&self, entry: &ListedBlob, mime: Option<&str>) -> bool {
@@ -1734,10 +1742,6 @@ fn sanitize(name: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
         .collect();
     if cleaned.is_empty() { "file".into() } else { cleaned }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

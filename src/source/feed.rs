@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::blob::{BlobStream, ListedBlob};
 use crate::fetch::{FetchError, Fetcher, Request};
-use crate::model::{format_time, parse_time};
+use crate::model::{format_time, hex, parse_time};
 
 /// The largest feed or API answer a run reads.
 pub const MAX_FEED_BYTES: u64 = 32 * 1024 * 1024;
@@ -32,6 +32,8 @@ pub struct Item {
     /// The item as a JSON object: the API's item as it came, or a feed entry's `title`,
     /// `link`, `author`, `categories`, `summary`, `published` and `id`.
     pub fields: Map<String, Value>,
+    /// The item's JSON, which is the file unless the item has an enclosure.
+    pub body: Bytes,
     /// The file's name, from the item's id or its enclosure's URL.
     pub filename: String,
     /// The enclosure to download instead of the item's JSON, with its announced type.
@@ -67,7 +69,7 @@ impl Feed {
     ) -> Result<(Option<u64>, BlobStream), String> {
         let item = self.item(key).ok_or_else(|| format!("the feed holds no item {key:?}"))?;
         let Some((url, _)) = &item.enclosure else {
-            let body = Bytes::from(serde_json::to_vec_pretty(&item.fields).unwrap_or_default());
+            let body = item.body.clone();
             let size = body.len() as u64;
             let stream = futures::stream::once(async move { Ok(body) });
             return Ok((Some(size), Box::pin(stream)));
@@ -219,16 +221,18 @@ pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 /// An ISO 8601 string, or Unix seconds or milliseconds, as sluice writes times.
 fn timestamp(value: &Value) -> Option<String> {
     match value {
-        Value::String(text) => {
-            let parsed = parse_time(text).or_else(|| {
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822)
-                    .ok()
-            });
-            parsed.map(format_time).or_else(|| text.parse::<f64>().ok().and_then(from_unix))
-        }
+        Value::String(text) => time_text(text),
         Value::Number(n) => n.as_f64().and_then(from_unix),
         _ => None,
     }
+}
+
+/// A time written as RFC 3339, RFC 2822 (as RSS dates are) or Unix seconds or milliseconds.
+fn time_text(text: &str) -> Option<String> {
+    let parsed = parse_time(text).or_else(|| {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822).ok()
+    });
+    parsed.map(format_time).or_else(|| text.parse::<f64>().ok().and_then(from_unix))
 }
 
 fn from_unix(number: f64) -> Option<String> {
@@ -239,7 +243,7 @@ fn from_unix(number: f64) -> Option<String> {
 }
 
 fn json_item(id: String, fields: Map<String, Value>, modified: String) -> Item {
-    let body = serde_json::to_vec_pretty(&fields).unwrap_or_default();
+    let body = Bytes::from(serde_json::to_vec_pretty(&fields).unwrap_or_default());
     Item {
         listed: ListedBlob {
             etag: Some(hex(&Sha256::digest(&body))[..32].to_string()),
@@ -249,6 +253,7 @@ fn json_item(id: String, fields: Map<String, Value>, modified: String) -> Item {
         },
         filename: format!("{}.json", file_stem(&id)),
         fields,
+        body,
         enclosure: None,
     }
 }
@@ -409,8 +414,8 @@ fn text_of(entry: &mut Entry, name: &str, text: &str) {
 }
 
 fn feed_item(entry: Entry) -> Item {
-    let published = entry.published.as_ref().map(|p| json!(p)).and_then(|p| timestamp(&p));
-    let updated = entry.updated.as_ref().map(|u| json!(u)).and_then(|u| timestamp(&u));
+    let published = entry.published.as_deref().and_then(time_text);
+    let updated = entry.updated.as_deref().and_then(time_text);
     let id = entry
         .id
         .clone()
@@ -428,21 +433,17 @@ fn feed_item(entry: Entry) -> Item {
     fields.insert("categories".into(), json!(entry.categories));
     fields.insert("summary".into(), json!(entry.summary));
     fields.insert("published".into(), json!(published.clone().or(entry.published)));
+    if let Some((url, mime, _)) = &entry.enclosure {
+        fields.insert("enclosure".into(), json!({"url": url, "type": mime}));
+    }
     let modified = updated.or(published).unwrap_or_default();
     let mut item = json_item(id, fields, modified);
     if let Some((url, mime, length)) = entry.enclosure {
-        item.fields.insert("enclosure".into(), json!({"url": url, "type": mime}));
         item.filename = file_stem(&url);
         item.listed.size = length.unwrap_or(0);
-        let body = serde_json::to_vec(&item.fields).unwrap_or_default();
-        item.listed.etag = Some(hex(&Sha256::digest(&body))[..32].to_string());
         item.enclosure = Some((url, mime));
     }
     item
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

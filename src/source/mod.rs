@@ -108,10 +108,8 @@ async fn probe_s3(
         secret_access_key: &secret,
         session_token: token.as_deref(),
     };
-    let host = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_string(),
-        (None, _) => return Probe::failed("endpoint_url has no host"),
+    let Some(host) = sigv4::host_header(&url) else {
+        return Probe::failed("endpoint_url has no host");
     };
     let path = if url.path().is_empty() { "/" } else { url.path() };
     let region = text(config, "region").unwrap_or("us-east-1");

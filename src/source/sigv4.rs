@@ -6,6 +6,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::model::hex;
+
 /// The SHA-256 of an empty body, which every request signed here has.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -14,6 +16,16 @@ pub struct Credentials<'a> {
     pub access_key_id: &'a str,
     pub secret_access_key: &'a str,
     pub session_token: Option<&'a str>,
+}
+
+/// The `Host` header a request to `url` carries, and that its signature covers: the host, with
+/// the port when the URL names one; `None` for a URL without a host.
+pub fn host_header(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }
 
 /// The headers that sign a bodiless request to `service` (`s3`, `sts`) in `region`:
@@ -83,10 +95,6 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
         <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("any key"));
     mac.update(data.as_bytes());
     mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

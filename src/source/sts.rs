@@ -20,10 +20,11 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.'
 const SESSION_SECONDS: u32 = 3600;
 
 /// sluice's own AWS settings: the `AWS_*` variables of its environment, with the blob store's
-/// settings taking precedence.
+/// settings taking precedence; and the client that calls STS, built on first use.
 #[derive(Clone, Default)]
 pub struct Identity {
     vars: Vec<(String, String)>,
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Identity {
@@ -36,7 +37,7 @@ impl Identity {
                 kept.push((name, value));
             }
         }
-        Self { vars: kept }
+        Self { vars: kept, client: std::sync::OnceLock::new() }
     }
 
     fn var(&self, name: &str) -> Option<String> {
@@ -90,11 +91,7 @@ pub async fn assume_role(
         .unwrap_or_else(|| "https://sts.amazonaws.com".into());
     let region = var("AWS_REGION").unwrap_or_else(|| "us-east-1".into());
     let url = url::Url::parse(&endpoint).map_err(|e| format!("the STS endpoint: {e}"))?;
-    let host = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_string(),
-        (None, _) => return Err("the STS endpoint has no host".into()),
-    };
+    let host = sigv4::host_header(&url).ok_or("the STS endpoint has no host")?;
 
     let duration = SESSION_SECONDS.to_string();
     let mut params = vec![
@@ -122,12 +119,18 @@ pub async fn assume_role(
     let at = time::OffsetDateTime::now_utc();
     let headers = sigv4::sign(&keys, ("sts", &region), "GET", &host, &path, &query, at);
 
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|_| "the STS client could not be set up".to_string())?;
-    let mut target = url.clone();
+    let client = match identity.client.get() {
+        Some(client) => client,
+        None => {
+            let built = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(20))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|_| "the STS client could not be set up".to_string())?;
+            identity.client.get_or_init(|| built)
+        }
+    };
+    let mut target = url;
     target.set_query(Some(&query));
     let mut request = client.get(target);
     for (name, value) in headers {
